@@ -1,0 +1,1 @@
+//! The segment log (under construction).
