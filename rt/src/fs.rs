@@ -1,3 +1,82 @@
 //! Direct-I/O files for the segment log.
+//!
+//! Thin wrappers over glommio's `DmaFile` that speak `std::io::Result`, so callers never
+//! see glommio's error type. Buffers handed to [`DmaFile::write_at`] must come from
+//! [`DmaFile::alloc_dma_buffer`] (aligned for `O_DIRECT`), and write positions must be
+//! multiples of [`DmaFile::alignment`].
+
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
 
 pub use glommio::io::{DmaBuffer, DmaFile, ReadResult};
+
+/// Opens `path` for reading and writing with direct I/O, creating it when missing.
+/// Existing contents are kept.
+pub async fn open_read_write(path: &Path) -> io::Result<DmaFile> {
+    Ok(glommio::io::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await?)
+}
+
+/// Opens an existing file for reading only, with direct I/O.
+pub async fn open_read(path: &Path) -> io::Result<DmaFile> {
+    Ok(DmaFile::open(path).await?)
+}
+
+/// Writes the whole of `buf` at `pos` (both aligned); a short write is an error.
+pub async fn write_all_at(file: &DmaFile, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()> {
+    let len = buf.len();
+    let written = file.write_rc_at(buf, pos).await?;
+    if written != len {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short direct write: {written} of {len} bytes at {pos}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads up to `size` bytes at `pos` (any alignment; glommio widens the read to the
+/// device alignment). Fewer bytes come back at end of file.
+pub async fn read_at(file: &DmaFile, pos: u64, size: usize) -> io::Result<ReadResult> {
+    Ok(file.read_at(pos, size).await?)
+}
+
+/// `fdatasync(2)`.
+pub async fn fdatasync(file: &DmaFile) -> io::Result<()> {
+    Ok(file.fdatasync().await?)
+}
+
+/// Reserves `size` bytes for the file without changing its reported size
+/// (`fallocate(FALLOC_FL_KEEP_SIZE)`): later direct writes into the range do not have
+/// to allocate blocks.
+pub async fn preallocate(file: &DmaFile, size: u64) -> io::Result<()> {
+    Ok(file.pre_allocate(size, true).await?)
+}
+
+/// `ftruncate(2)`.
+pub async fn truncate(file: &DmaFile, size: u64) -> io::Result<()> {
+    Ok(file.truncate(size).await?)
+}
+
+/// Current size of the file as the file system reports it.
+pub async fn file_size(file: &DmaFile) -> io::Result<u64> {
+    Ok(file.file_size().await?)
+}
+
+/// Closes a file shared through `Rc`; a no-op while other references remain.
+pub async fn close_rc(file: Rc<DmaFile>) -> io::Result<()> {
+    file.close_rc().await?;
+    Ok(())
+}
+
+/// Allocates an aligned buffer for direct I/O on the current shard (its contents are
+/// uninitialised garbage, not zeroes). `size` must be non-zero.
+pub fn alloc_buffer(size: usize) -> DmaBuffer {
+    assert!(size > 0, "zero-sized DMA buffer");
+    glommio::allocate_dma_buffer(size)
+}
