@@ -1,0 +1,702 @@
+//! The control thread: it alone changes cluster metadata, persists it, and pushes each
+//! new snapshot to every shard before answering the request that caused it.
+//!
+//! Requests arrive as [`ControlRequest`]s through a [`ControlHandle`]; per-item failures
+//! are answered as [`ControlError`] data, never as a failed request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use futures_lite::future;
+use sluice_core::config::{BrokerConfig, LogConfig};
+use sluice_core::ErrorCode;
+use sluice_rt::sync::{bounded, oneshot, unbounded, Receiver, Sender};
+
+use crate::error::{ControlError, CoordinationError};
+use crate::metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, TopicMetadata};
+use crate::rules;
+use crate::store::{base64_url, Store, StoredMetadata, StoredTopic};
+
+/// Producer ids reserved in the store at a time. A restart skips what is left of the
+/// current block; 1000 ids per restart is a negligible share of the 2^63 id space.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// A request to the control thread. Each carries the channel its answer goes to; the
+/// answer is sent only after the change is persisted and applied by every shard.
+#[derive(Debug)]
+pub enum ControlRequest {
+    /// One answer per topic, in request order. With `validate_only` nothing changes and
+    /// a successful answer carries topic id zero.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        reply: Sender<Vec<Result<Arc<TopicMetadata>, ControlError>>>,
+    },
+    /// One answer per name, in request order: the deleted topic's id.
+    DeleteTopics {
+        names: Vec<String>,
+        reply: Sender<Vec<Result<[u8; 16], ControlError>>>,
+    },
+    /// `(topic, new total partition count)`; one answer per entry, in request order.
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+        reply: Sender<Vec<Result<(), ControlError>>>,
+    },
+    AllocateProducerId {
+        reply: Sender<Result<i64, ControlError>>,
+    },
+    Shutdown,
+}
+
+/// A new snapshot for one shard. The shard creates the partition logs it owns that the
+/// snapshot adds, deletes those it removes, then sends `()` on `applied`. Updates arrive
+/// in version order; the first one (sent by [`start`]) carries the initial snapshot.
+#[derive(Debug)]
+pub struct SnapshotUpdate {
+    pub snapshot: Arc<MetadataSnapshot>,
+    pub applied: Sender<()>,
+}
+
+/// The way to the control thread. Cheap to clone; usable from any shard or thread.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    requests: Sender<ControlRequest>,
+    /// Closed by [`ControlHandle::shutdown`]; wakes the control thread even while it
+    /// waits for shard acknowledgements.
+    stop: Sender<()>,
+    /// The latest snapshot every shard has applied.
+    latest: Arc<RwLock<Arc<MetadataSnapshot>>>,
+}
+
+impl ControlHandle {
+    /// The latest snapshot that every shard has applied.
+    pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
+        // A poisoned lock only means a writer panicked after or before the swap of an
+        // `Arc`; the value is always a complete snapshot.
+        match self.latest.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<Arc<TopicMetadata>, ControlError>>, CoordinationError> {
+        let (reply, answer) = oneshot();
+        self.call(
+            ControlRequest::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    pub async fn delete_topics(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Vec<Result<[u8; 16], ControlError>>, CoordinationError> {
+        let (reply, answer) = oneshot();
+        self.call(ControlRequest::DeleteTopics { names, reply }, answer)
+            .await
+    }
+
+    pub async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), ControlError>>, CoordinationError> {
+        let (reply, answer) = oneshot();
+        self.call(
+            ControlRequest::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    pub async fn allocate_producer_id(
+        &self,
+    ) -> Result<Result<i64, ControlError>, CoordinationError> {
+        let (reply, answer) = oneshot();
+        self.call(ControlRequest::AllocateProducerId { reply }, answer)
+            .await
+    }
+
+    /// Asks the control thread to stop. Requests not yet answered fail with
+    /// [`CoordinationError::Stopped`]; join the thread returned by [`start`] to wait.
+    pub fn shutdown(&self) {
+        self.stop.close();
+        // The request channel is unbounded: this fails only if the thread is gone.
+        let _ = self.requests.try_send(ControlRequest::Shutdown);
+    }
+
+    async fn call<T>(
+        &self,
+        request: ControlRequest,
+        answer: Receiver<T>,
+    ) -> Result<T, CoordinationError> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| CoordinationError::Stopped)?;
+        answer.recv().await.map_err(|_| CoordinationError::Stopped)
+    }
+}
+
+/// What [`start`] returns: the handle, one snapshot receiver per shard (index = shard
+/// id), and the control thread.
+pub type Started = (ControlHandle, Vec<Receiver<SnapshotUpdate>>, JoinHandle<()>);
+
+/// Starts the control plane of a single node: opens the metadata store in the first
+/// log dir, builds the initial snapshot (version 1) and starts the control thread.
+///
+/// Returns the handle, one snapshot receiver per shard (index = shard id) and the
+/// thread. Each receiver's first update is the initial snapshot; the control thread
+/// serves no request until every shard has acknowledged it. A shard must drain its
+/// receiver in a task of its own and acknowledge every update (an update whose version
+/// it already holds included). A shard that drops its receiver no longer holds anyone
+/// up.
+pub fn start(
+    config: &BrokerConfig,
+    advertised: BrokerEndpoint,
+    shard_count: usize,
+) -> Result<Started, CoordinationError> {
+    assert!(shard_count >= 1, "at least one shard");
+    assert_eq!(
+        advertised.id, config.broker_id,
+        "the advertised endpoint is this broker's"
+    );
+    let dir = config
+        .log_dirs
+        .first()
+        .expect("BrokerConfig always has at least one log dir");
+    let (store, stored) = Store::open(dir, config.broker_id)?;
+
+    let mut topics = BTreeMap::new();
+    for topic in &stored.topics {
+        let metadata = topic_from_store(&config.log, topic, dir)?;
+        topics.insert(metadata.name.clone(), Arc::new(metadata));
+    }
+    let initial = Arc::new(MetadataSnapshot::new(
+        1,
+        stored.cluster_id.clone(),
+        config.broker_id,
+        vec![advertised.clone()],
+        topics.clone(),
+    ));
+
+    let mut shard_senders = Vec::with_capacity(shard_count);
+    let mut shard_receivers = Vec::with_capacity(shard_count);
+    for _ in 0..shard_count {
+        let (sender, receiver) = unbounded();
+        shard_senders.push(sender);
+        shard_receivers.push(receiver);
+    }
+    let (requests, request_receiver) = unbounded();
+    let (stop, stop_receiver) = bounded(1);
+    let latest = Arc::new(RwLock::new(initial.clone()));
+
+    let next_producer_id = stored.next_producer_id_block;
+    let mut controller = Controller {
+        config: config.clone(),
+        broker: advertised,
+        store,
+        stored,
+        topics,
+        version: 1,
+        shards: shard_senders,
+        latest: latest.clone(),
+        stop: stop_receiver,
+        next_producer_id,
+        producer_id_block_end: next_producer_id,
+    };
+    let initial_acks = controller.push(&initial);
+    let thread = std::thread::Builder::new()
+        .name("sluice-control".into())
+        .spawn(move || {
+            if controller.wait_for_acks(initial_acks) {
+                controller.run(request_receiver);
+            }
+            tracing::info!("control thread stopped");
+        })
+        .map_err(CoordinationError::Spawn)?;
+    let handle = ControlHandle {
+        requests,
+        stop,
+        latest,
+    };
+    Ok((handle, shard_receivers, thread))
+}
+
+fn topic_from_store(
+    defaults: &LogConfig,
+    topic: &StoredTopic,
+    dir: &std::path::Path,
+) -> Result<TopicMetadata, CoordinationError> {
+    let corrupt = |reason: String| CoordinationError::Corrupt {
+        path: dir.join(crate::store::METADATA_FILE_NAME),
+        reason,
+    };
+    let id = uuid::Uuid::parse_str(&topic.id).map_err(|error| {
+        corrupt(format!(
+            "topic {}: bad id {:?}: {error}",
+            topic.name, topic.id
+        ))
+    })?;
+    if rules::validate_topic_name(&topic.name).is_err()
+        || topic.partitions < 1
+        || topic.replication_factor < 1
+    {
+        return Err(corrupt(format!(
+            "topic {:?} is not a valid topic",
+            topic.name
+        )));
+    }
+    let log_config = LogConfig::for_topic(defaults, &topic.configs).map_err(|source| {
+        CoordinationError::TopicConfig {
+            topic: topic.name.clone(),
+            source,
+        }
+    })?;
+    Ok(TopicMetadata {
+        name: topic.name.as_str().into(),
+        id: *id.as_bytes(),
+        partitions: topic.partitions,
+        replication_factor: topic.replication_factor,
+        configs: topic.configs.clone(),
+        log_config,
+        internal: rules::is_internal_topic(&topic.name),
+    })
+}
+
+fn topic_to_store(topic: &TopicMetadata) -> StoredTopic {
+    StoredTopic {
+        name: topic.name.to_string(),
+        id: uuid::Uuid::from_bytes(topic.id).to_string(),
+        partitions: topic.partitions,
+        replication_factor: topic.replication_factor,
+        configs: topic.configs.clone(),
+    }
+}
+
+/// A random topic id Kafka would accept: not the reserved zero or one UUIDs, and not
+/// one whose string form starts with `-` (Kafka avoids those; they read as flags).
+fn new_topic_id() -> [u8; 16] {
+    loop {
+        let id = *uuid::Uuid::new_v4().as_bytes();
+        let reserved = id[..15].iter().all(|&b| b == 0) && id[15] <= 1;
+        if !reserved && !base64_url(&id).starts_with('-') {
+            return id;
+        }
+    }
+}
+
+/// Marks every item whose key occurs more than once; Kafka answers those INVALID_REQUEST.
+fn duplicates<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    let mut duplicated = BTreeSet::new();
+    for key in keys {
+        if !seen.insert(key) {
+            duplicated.insert(key);
+        }
+    }
+    duplicated
+}
+
+fn duplicate_error(name: &str) -> ControlError {
+    ControlError::new(
+        ErrorCode::InvalidRequest,
+        format!("Duplicate topic {name:?} in the request."),
+    )
+}
+
+/// The control thread's state. Lives on the control thread only.
+struct Controller {
+    config: BrokerConfig,
+    broker: BrokerEndpoint,
+    store: Store,
+    /// What the store holds (kept equal to `topics` after every successful change).
+    stored: StoredMetadata,
+    topics: BTreeMap<Arc<str>, Arc<TopicMetadata>>,
+    version: u64,
+    shards: Vec<Sender<SnapshotUpdate>>,
+    latest: Arc<RwLock<Arc<MetadataSnapshot>>>,
+    stop: Receiver<()>,
+    next_producer_id: i64,
+    /// First id of the store's next unreserved block; ids below it are reserved.
+    producer_id_block_end: i64,
+}
+
+impl Controller {
+    fn run(&mut self, requests: Receiver<ControlRequest>) {
+        loop {
+            let stop = async {
+                // Nothing is ever sent on `stop`: it only closes.
+                let _ = self.stop.recv().await;
+                None
+            };
+            let next = async { requests.recv().await.ok() };
+            let Some(request) = future::block_on(future::or(stop, next)) else {
+                return;
+            };
+            match request {
+                ControlRequest::CreateTopics {
+                    topics,
+                    validate_only,
+                    reply,
+                } => {
+                    let answer = self.create_topics(topics, validate_only);
+                    let _ = reply.send_blocking(answer);
+                }
+                ControlRequest::DeleteTopics { names, reply } => {
+                    let answer = self.delete_topics(names);
+                    let _ = reply.send_blocking(answer);
+                }
+                ControlRequest::CreatePartitions {
+                    topics,
+                    validate_only,
+                    reply,
+                } => {
+                    let answer = self.create_partitions(topics, validate_only);
+                    let _ = reply.send_blocking(answer);
+                }
+                ControlRequest::AllocateProducerId { reply } => {
+                    let answer = self.allocate_producer_id();
+                    let _ = reply.send_blocking(answer);
+                }
+                ControlRequest::Shutdown => return,
+            }
+            if self.stop.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn create_topics(
+        &mut self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<Arc<TopicMetadata>, ControlError>> {
+        let duplicated = duplicates(topics.iter().map(|t| t.name.as_str()));
+        let mut collision_keys: BTreeMap<String, Arc<str>> = self
+            .topics
+            .keys()
+            .map(|name| (rules::collision_key(name), name.clone()))
+            .collect();
+        let mut answers = Vec::with_capacity(topics.len());
+        let mut created = Vec::new();
+        for topic in &topics {
+            let answer = if duplicated.contains(topic.name.as_str()) {
+                Err(duplicate_error(&topic.name))
+            } else {
+                self.check_new_topic(topic, &collision_keys, validate_only)
+            };
+            if let Ok(metadata) = &answer {
+                collision_keys.insert(rules::collision_key(&metadata.name), metadata.name.clone());
+                if !validate_only {
+                    created.push(metadata.clone());
+                }
+            }
+            answers.push(answer);
+        }
+        if created.is_empty() {
+            return answers;
+        }
+        let mut next_topics = self.topics.clone();
+        for topic in &created {
+            next_topics.insert(topic.name.clone(), topic.clone());
+        }
+        if let Err(error) = self.commit(next_topics, self.stored.next_producer_id_block) {
+            for answer in &mut answers {
+                if answer.is_ok() {
+                    *answer = Err(error.clone());
+                }
+            }
+        } else {
+            for topic in &created {
+                tracing::info!(topic = %topic.name, partitions = topic.partitions, "created topic");
+            }
+        }
+        answers
+    }
+
+    /// Checks one topic of CreateTopics against the cluster and builds its metadata.
+    fn check_new_topic(
+        &self,
+        topic: &NewTopic,
+        collision_keys: &BTreeMap<String, Arc<str>>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMetadata>, ControlError> {
+        rules::validate_topic_name(&topic.name)?;
+        if self.topics.contains_key(topic.name.as_str()) {
+            return Err(ControlError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", topic.name),
+            ));
+        }
+        if let Some(existing) = collision_keys.get(&rules::collision_key(&topic.name)) {
+            return Err(ControlError::new(
+                ErrorCode::InvalidTopicException,
+                format!(
+                    "Topic '{}' collides with existing topic: {existing}",
+                    topic.name
+                ),
+            ));
+        }
+        let partitions =
+            rules::resolve_partitions(topic.num_partitions, self.config.num_partitions)?;
+        let replication_factor = rules::resolve_replication_factor(
+            topic.replication_factor,
+            self.config.default_replication_factor,
+            1,
+        )?;
+        let log_config = LogConfig::for_topic(&self.config.log, &topic.configs)
+            .map_err(|error| ControlError::new(ErrorCode::InvalidConfig, error.to_string()))?;
+        Ok(Arc::new(TopicMetadata {
+            name: topic.name.as_str().into(),
+            id: if validate_only {
+                [0; 16]
+            } else {
+                new_topic_id()
+            },
+            partitions,
+            replication_factor,
+            configs: topic.configs.clone(),
+            log_config,
+            internal: rules::is_internal_topic(&topic.name),
+        }))
+    }
+
+    fn delete_topics(&mut self, names: Vec<String>) -> Vec<Result<[u8; 16], ControlError>> {
+        if !self.config.delete_topic_enable {
+            return names
+                .iter()
+                .map(|_| {
+                    Err(ControlError::new(
+                        ErrorCode::TopicDeletionDisabled,
+                        "Topic deletion is disabled (delete.topic.enable=false).",
+                    ))
+                })
+                .collect();
+        }
+        let duplicated = duplicates(names.iter().map(String::as_str));
+        let mut next_topics = self.topics.clone();
+        let mut answers: Vec<Result<[u8; 16], ControlError>> = names
+            .iter()
+            .map(|name| {
+                if duplicated.contains(name.as_str()) {
+                    return Err(duplicate_error(name));
+                }
+                match next_topics.remove(name.as_str()) {
+                    Some(topic) => Ok(topic.id),
+                    None => Err(ControlError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    )),
+                }
+            })
+            .collect();
+        if next_topics.len() == self.topics.len() {
+            return answers;
+        }
+        if let Err(error) = self.commit(next_topics, self.stored.next_producer_id_block) {
+            for answer in &mut answers {
+                if answer.is_ok() {
+                    *answer = Err(error.clone());
+                }
+            }
+        } else {
+            for (name, answer) in names.iter().zip(&answers) {
+                if answer.is_ok() {
+                    tracing::info!(topic = %name, "deleted topic");
+                }
+            }
+        }
+        answers
+    }
+
+    fn create_partitions(
+        &mut self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ControlError>> {
+        let duplicated = duplicates(topics.iter().map(|(name, _)| name.as_str()));
+        let mut next_topics = self.topics.clone();
+        let mut changed = false;
+        let mut answers: Vec<Result<(), ControlError>> = topics
+            .iter()
+            .map(|(name, count)| {
+                if duplicated.contains(name.as_str()) {
+                    return Err(duplicate_error(name));
+                }
+                let Some(topic) = next_topics.get(name.as_str()) else {
+                    return Err(ControlError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("The topic '{name}' does not exist."),
+                    ));
+                };
+                if *count < topic.partitions {
+                    return Err(ControlError::new(
+                        ErrorCode::InvalidPartitions,
+                        format!(
+                            "Topic currently has {} partitions, which is higher than the requested {count}.",
+                            topic.partitions
+                        ),
+                    ));
+                }
+                if *count == topic.partitions {
+                    return Err(ControlError::new(
+                        ErrorCode::InvalidPartitions,
+                        format!("Topic already has {} partitions.", topic.partitions),
+                    ));
+                }
+                if topic.internal {
+                    return Err(ControlError::new(
+                        ErrorCode::InvalidPartitions,
+                        format!(
+                            "The partition count of internal topic {name} is fixed: groups map to its partitions by hash."
+                        ),
+                    ));
+                }
+                rules::check_partition_limit(*count)?;
+                if !validate_only {
+                    let grown = TopicMetadata {
+                        partitions: *count,
+                        ..TopicMetadata::clone(topic)
+                    };
+                    next_topics.insert(grown.name.clone(), Arc::new(grown));
+                    changed = true;
+                }
+                Ok(())
+            })
+            .collect();
+        if !changed {
+            return answers;
+        }
+        if let Err(error) = self.commit(next_topics, self.stored.next_producer_id_block) {
+            for answer in &mut answers {
+                if answer.is_ok() {
+                    *answer = Err(error.clone());
+                }
+            }
+        }
+        answers
+    }
+
+    fn allocate_producer_id(&mut self) -> Result<i64, ControlError> {
+        if self.next_producer_id == self.producer_id_block_end {
+            let block_end = self
+                .producer_id_block_end
+                .checked_add(PRODUCER_ID_BLOCK_SIZE)
+                .ok_or_else(|| {
+                    ControlError::new(ErrorCode::UnknownServerError, "producer ids exhausted")
+                })?;
+            let mut stored = self.stored.clone();
+            stored.next_producer_id_block = block_end;
+            self.store.save(&stored).map_err(|error| {
+                tracing::error!(%error, "cannot reserve a block of producer ids");
+                ControlError::new(ErrorCode::UnknownServerError, error.to_string())
+            })?;
+            self.stored = stored;
+            self.producer_id_block_end = block_end;
+        }
+        assert!(self.next_producer_id < self.producer_id_block_end);
+        let id = self.next_producer_id;
+        self.next_producer_id += 1;
+        Ok(id)
+    }
+
+    /// Persists `topics` as the new metadata, then publishes the snapshot and waits for
+    /// every shard. On a store failure nothing changes and the error is returned.
+    fn commit(
+        &mut self,
+        topics: BTreeMap<Arc<str>, Arc<TopicMetadata>>,
+        next_producer_id_block: i64,
+    ) -> Result<(), ControlError> {
+        let stored = StoredMetadata {
+            topics: topics.values().map(|topic| topic_to_store(topic)).collect(),
+            next_producer_id_block,
+            ..self.stored.clone()
+        };
+        self.store.save(&stored).map_err(|error| {
+            tracing::error!(%error, "cannot persist cluster metadata");
+            ControlError::new(ErrorCode::UnknownServerError, error.to_string())
+        })?;
+        self.stored = stored;
+        self.topics = topics;
+        self.version += 1;
+        let snapshot = Arc::new(MetadataSnapshot::new(
+            self.version,
+            self.stored.cluster_id.clone(),
+            self.config.broker_id,
+            vec![self.broker.clone()],
+            self.topics.clone(),
+        ));
+        let acks = self.push(&snapshot);
+        self.wait_for_acks(acks);
+        Ok(())
+    }
+
+    /// Sends `snapshot` to every shard still listening; returns the acknowledgement
+    /// receivers and, once they are all in, makes it the handle's latest.
+    fn push(&self, snapshot: &Arc<MetadataSnapshot>) -> PendingAcks {
+        let mut acks = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let (applied, ack) = oneshot();
+            let update = SnapshotUpdate {
+                snapshot: snapshot.clone(),
+                applied,
+            };
+            // A shard that dropped its receiver has stopped; nobody waits for it.
+            if shard.try_send(update).is_ok() {
+                acks.push(ack);
+            }
+        }
+        PendingAcks {
+            snapshot: snapshot.clone(),
+            acks,
+        }
+    }
+
+    /// Waits until every shard has applied the pushed snapshot, then publishes it as
+    /// the latest. Returns false if a shutdown came first.
+    fn wait_for_acks(&self, pending: PendingAcks) -> bool {
+        for ack in pending.acks {
+            let stop = async {
+                let _ = self.stop.recv().await;
+                false
+            };
+            // An ack channel closed without a message: the shard stopped.
+            let acked = async {
+                let _ = ack.recv().await;
+                true
+            };
+            if !future::block_on(future::or(stop, acked)) {
+                return false;
+            }
+        }
+        let mut latest = match self.latest.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        assert!(pending.snapshot.version > latest.version || pending.snapshot.version == 1);
+        *latest = pending.snapshot;
+        true
+    }
+}
+
+/// A snapshot sent to the shards whose acknowledgements are outstanding.
+struct PendingAcks {
+    snapshot: Arc<MetadataSnapshot>,
+    acks: Vec<Receiver<()>>,
+}
