@@ -1270,3 +1270,445 @@ pub fn broker_config_entries(broker: &BrokerConfig) -> Vec<ConfigEntry> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> BrokerConfig {
+        let (config, warnings) = BrokerConfig::from_properties(text, &[]).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        config
+    }
+
+    fn parse_err(text: &str) -> ConfigError {
+        BrokerConfig::from_properties(text, &[]).unwrap_err()
+    }
+
+    fn topic(pairs: &[(&str, &str)]) -> TopicConfigs {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn properties_syntax() {
+        let text = "# comment\n! also a comment\n\n  a=1\nb : 2\nc 3\nd\te=4\n\
+                    f = spaced value  \ng=x\\\n    y\\\n  z\nh=back\\\\\ni=\\u0041\\t\\=\n\
+                    j=a=b:c\nk:\nl\n";
+        let pairs = parse_properties(text).unwrap();
+        let expected = [
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "3"),
+            ("d", "e=4"),
+            ("f", "spaced value"),
+            ("g", "xyz"),
+            ("h", "back\\"),
+            ("i", "A\t="),
+            ("j", "a=b:c"),
+            ("k", ""),
+            ("l", ""),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs, expected);
+        assert!(parse_properties("a=\\u00zz").is_err());
+        // A continuation on the last line ends the value.
+        assert_eq!(
+            parse_properties("a=b\\").unwrap(),
+            vec![("a".to_string(), "b".to_string())]
+        );
+    }
+
+    #[test]
+    fn empty_properties_are_the_defaults() {
+        let config = parse("");
+        assert_eq!(config, BrokerConfig::default());
+        assert!(config.explicit_keys.is_empty());
+    }
+
+    #[test]
+    fn every_broker_key() {
+        let text = "\
+broker.id=7
+listeners=PLAINTEXT://:9093
+advertised.listeners=PLAINTEXT://broker7.example:19093
+log.dirs=/a, /b
+num.partitions=6
+default.replication.factor=1
+min.insync.replicas=2
+auto.create.topics.enable=false
+delete.topic.enable=FALSE
+log.segment.bytes=1048576
+log.roll.ms=60000
+log.retention.ms=120000
+log.retention.bytes=5000000
+log.retention.check.interval.ms=1000
+log.index.interval.bytes=8192
+log.index.size.max.bytes=65536
+log.flush.interval.messages=10
+log.flush.interval.ms=50
+message.max.bytes=2000000
+log.message.timestamp.type=LogAppendTime
+socket.request.max.bytes=1000000
+replica.lag.time.max.ms=10000
+zookeeper.connect=zk1:2181,zk2:2181/sluice
+offsets.topic.num.partitions=10
+unclean.leader.election.enable=true
+metrics.listener=0.0.0.0:9644
+log.preallocate=false
+compression.type=zstd
+log.cleanup.policy=delete
+";
+        let config = parse(text);
+        assert_eq!(config.broker_id, 7);
+        assert_eq!(
+            config.listeners,
+            vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "0.0.0.0".into(),
+                port: 9093
+            }]
+        );
+        assert_eq!(
+            config.advertised_listeners[0].to_string(),
+            "PLAINTEXT://broker7.example:19093"
+        );
+        assert_eq!(
+            config.log_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(config.num_partitions, 6);
+        assert_eq!(config.default_replication_factor, 1);
+        assert_eq!(config.min_insync_replicas, 2);
+        assert!(!config.auto_create_topics_enable);
+        assert!(!config.delete_topic_enable);
+        assert_eq!(config.socket_request_max_bytes, 1_000_000);
+        assert_eq!(config.log_retention_check_interval_ms, 1000);
+        assert_eq!(config.replica_lag_time_max_ms, 10_000);
+        assert_eq!(
+            config.zookeeper_connect.as_deref(),
+            Some("zk1:2181,zk2:2181/sluice")
+        );
+        assert_eq!(config.offsets_topic_num_partitions, 10);
+        assert!(config.unclean_leader_election_enable);
+        assert_eq!(config.metrics_listener.as_deref(), Some("0.0.0.0:9644"));
+        let log = LogConfig {
+            segment_bytes: 1_048_576,
+            segment_ms: 60_000,
+            retention_ms: Some(120_000),
+            retention_bytes: Some(5_000_000),
+            index_interval_bytes: 8192,
+            segment_index_bytes: 65_536,
+            flush_messages: Some(10),
+            flush_ms: Some(50),
+            max_message_bytes: 2_000_000,
+            timestamp_type: TimestampType::LogAppendTime,
+            preallocate_bytes: 0,
+            min_insync_replicas: 2,
+            unclean_leader_election_enable: true,
+            compression_type: CompressionType::Zstd,
+        };
+        assert_eq!(config.log, log);
+        let keys: BTreeSet<String> = parse_properties(text)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(config.explicit_keys, keys);
+    }
+
+    #[test]
+    fn precedence_rules() {
+        let hours = parse("log.retention.hours=2\nlog.roll.hours=3");
+        assert_eq!(hours.log.retention_ms, Some(2 * 3600 * 1000));
+        assert_eq!(hours.log.segment_ms, 3 * 3600 * 1000);
+        let minutes = parse("log.retention.hours=2\nlog.retention.minutes=5");
+        assert_eq!(minutes.log.retention_ms, Some(5 * 60 * 1000));
+        let ms = parse(
+            "log.retention.hours=2\nlog.retention.minutes=5\nlog.retention.ms=7\n\
+             log.roll.hours=3\nlog.roll.ms=9",
+        );
+        assert_eq!(ms.log.retention_ms, Some(7));
+        assert_eq!(ms.log.segment_ms, 9);
+        assert_eq!(parse("log.retention.ms=-1").log.retention_ms, None);
+        assert_eq!(parse("log.retention.hours=-1").log.retention_ms, None);
+        assert_eq!(parse("log.retention.bytes=-1").log.retention_bytes, None);
+        assert_eq!(
+            parse("log.flush.interval.messages=9223372036854775807")
+                .log
+                .flush_messages,
+            None
+        );
+
+        let dirs = parse("log.dir=/single\nlog.dirs=/multi");
+        assert_eq!(dirs.log_dirs, vec![PathBuf::from("/multi")]);
+        assert_eq!(
+            parse("log.dir=/single").log_dirs,
+            vec![PathBuf::from("/single")]
+        );
+
+        // advertised.listeners defaults to listeners.
+        let listeners = parse("listeners=PLAINTEXT://127.0.0.1:0");
+        assert_eq!(listeners.advertised_listeners, listeners.listeners);
+        assert_eq!(listeners.listeners[0].port, 0);
+
+        // Overrides win over the file.
+        let overrides = [("num.partitions".to_string(), "9".to_string())];
+        let (config, _) = BrokerConfig::from_properties("num.partitions=3", &overrides).unwrap();
+        assert_eq!(config.num_partitions, 9);
+        assert!(config.explicit_keys.contains("num.partitions"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let error = parse_err("num.partitions=abc");
+        assert_eq!(
+            error.to_string(),
+            "invalid value \"abc\" for configuration num.partitions: not an integer"
+        );
+        let cases = [
+            ("broker.id=-1", "broker.id"),
+            ("num.partitions=0", "num.partitions"),
+            ("default.replication.factor=0", "default.replication.factor"),
+            ("default.replication.factor=40000", "default.replication.factor"),
+            ("min.insync.replicas=0", "min.insync.replicas"),
+            ("auto.create.topics.enable=yes", "auto.create.topics.enable"),
+            ("log.segment.bytes=13", "log.segment.bytes"),
+            ("log.segment.bytes=4294967296", "log.segment.bytes"),
+            ("log.roll.ms=0", "log.roll.ms"),
+            ("log.roll.hours=0", "log.roll.hours"),
+            ("log.retention.ms=-2", "log.retention.ms"),
+            ("log.retention.minutes=x", "log.retention.minutes"),
+            ("log.retention.hours=-5", "log.retention.hours"),
+            ("log.index.size.max.bytes=3", "log.index.size.max.bytes"),
+            ("log.flush.interval.messages=0", "log.flush.interval.messages"),
+            ("message.max.bytes=0", "message.max.bytes"),
+            ("log.message.timestamp.type=Now", "log.message.timestamp.type"),
+            ("socket.request.max.bytes=0", "socket.request.max.bytes"),
+            ("offsets.topic.num.partitions=0", "offsets.topic.num.partitions"),
+            ("metrics.listener=nohost", "metrics.listener"),
+            ("metrics.listener=h:99999", "metrics.listener"),
+            ("log.preallocate=1", "log.preallocate"),
+            ("log.cleanup.policy=compact", "log.cleanup.policy"),
+            ("compression.type=brotli", "compression.type"),
+            ("log.dirs= , ", "log.dirs"),
+            ("listeners=", "listeners"),
+            ("listeners=localhost:9092", "listeners"),
+            ("listeners=PLAINTEXT://h:70000", "listeners"),
+            ("listeners=PLAINTEXT://h", "listeners"),
+            ("listeners=PLAINTEXT://a:b:9092", "listeners"),
+            ("listeners=SSL://:9093", "listeners"),
+            ("listeners=CLIENT://:9093", "listeners"),
+            ("listeners=PLAINTEXT://:1,PLAINTEXT://:2", "listeners"),
+            ("listeners=PLAINTEXT://a:1,X://b:1\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,X:PLAINTEXT", "listeners"),
+            ("advertised.listeners=PLAINTEXT://:9092", "advertised.listeners"),
+            ("advertised.listeners=OTHER://h:9092\nlistener.security.protocol.map=OTHER:PLAINTEXT", "advertised.listeners"),
+            ("listener.security.protocol.map=A:KERBEROS", "listener.security.protocol.map"),
+        ];
+        for (text, key) in cases {
+            let error = parse_err(text);
+            assert_eq!(error.key, key, "{text}: {error}");
+            assert!(error.to_string().contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn listener_forms() {
+        let config = parse(
+            "listeners=plaintext://[::1]:9092,INTERNAL://10.0.0.1:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT",
+        );
+        assert_eq!(config.listeners[0].name, "PLAINTEXT");
+        assert_eq!(config.listeners[0].host, "::1");
+        assert_eq!(config.listeners[0].to_string(), "PLAINTEXT://[::1]:9092");
+        assert_eq!(config.listeners[1].to_string(), "INTERNAL://10.0.0.1:9093");
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_kafka_keys_are_ignored_silently() {
+        let text = "num.network.threads=3\nnum.io.threads=8\nsocket.send.buffer.bytes=1\n\
+                    socket.receive.buffer.bytes=1\nnum.recovery.threads.per.data.dir=1\n\
+                    offsets.topic.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+                    group.initial.rebalance.delay.ms=0\nzookeeper.connection.timeout.ms=1\n\
+                    log.cleaner.enable=false\nno.such.key=1\n";
+        let (config, warnings) = BrokerConfig::from_properties(text, &[]).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("no.such.key"), "{warnings:?}");
+        assert!(config.explicit_keys.is_empty());
+    }
+
+    #[test]
+    fn load_reads_files_and_overrides() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.properties");
+        std::fs::write(&path, "broker.id=3\nnum.partitions=2\n").unwrap();
+        let (config, warnings) =
+            BrokerConfig::load(Some(&path), &["num.partitions=5".to_string()]).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!((config.broker_id, config.num_partitions), (3, 5));
+
+        let error = BrokerConfig::load(Some(&path), &["num.partitions".to_string()]).unwrap_err();
+        assert!(error.to_string().contains("num.partitions"), "{error}");
+
+        let missing = dir.join("missing.properties");
+        let error = BrokerConfig::load(Some(&missing), &[]).unwrap_err();
+        assert_eq!(error.kind, ConfigErrorKind::File);
+        assert!(error.to_string().contains("missing.properties"), "{error}");
+
+        let (config, _) = BrokerConfig::load(None, &[]).unwrap();
+        assert_eq!(config, BrokerConfig::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn topic_config_validation() {
+        let good = topic(&[
+            ("cleanup.policy", "delete"),
+            ("compression.type", "lz4"),
+            ("flush.messages", "1"),
+            ("flush.ms", "0"),
+            ("index.interval.bytes", "0"),
+            ("max.message.bytes", "100"),
+            ("message.timestamp.type", "CreateTime"),
+            ("min.insync.replicas", "1"),
+            ("preallocate", "true"),
+            ("retention.bytes", "-1"),
+            ("retention.ms", "-1"),
+            ("segment.bytes", "14"),
+            ("segment.index.bytes", "4"),
+            ("segment.ms", "1"),
+            ("unclean.leader.election.enable", "false"),
+        ]);
+        assert_eq!(
+            good.len(),
+            TOPIC_CONFIGS.len(),
+            "every topic config is covered"
+        );
+        validate_topic_configs(&good).unwrap();
+
+        let bad = [
+            ("no.such.config", "1"),
+            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "delete,compact"),
+            ("cleanup.policy", ""),
+            ("compression.type", "brotli"),
+            ("flush.messages", "0"),
+            ("flush.ms", "-1"),
+            ("index.interval.bytes", "-1"),
+            ("max.message.bytes", "0"),
+            ("message.timestamp.type", "create"),
+            ("min.insync.replicas", "0"),
+            ("preallocate", "maybe"),
+            ("retention.bytes", "-2"),
+            ("retention.ms", "soon"),
+            ("segment.bytes", "13"),
+            ("segment.index.bytes", "3"),
+            ("segment.ms", "0"),
+            ("unclean.leader.election.enable", "1"),
+        ];
+        for (name, value) in bad {
+            let error = validate_topic_configs(&topic(&[(name, value)])).unwrap_err();
+            assert_eq!(error.key, name, "{error}");
+        }
+        let error = validate_topic_configs(&topic(&[("cleanup.policy", "compact")])).unwrap_err();
+        assert!(error.to_string().contains("not supported"), "{error}");
+    }
+
+    #[test]
+    fn for_topic_overlays_the_defaults() {
+        let (broker, _) =
+            BrokerConfig::from_properties("log.retention.hours=1\nlog.segment.bytes=1000", &[])
+                .unwrap();
+        let log = LogConfig::for_topic(
+            &broker.log,
+            &topic(&[
+                ("segment.bytes", "5000"),
+                ("retention.bytes", "100"),
+                ("message.timestamp.type", "LogAppendTime"),
+                ("preallocate", "false"),
+            ]),
+        )
+        .unwrap();
+        let expected = LogConfig {
+            segment_bytes: 5000,
+            retention_ms: Some(3_600_000),
+            retention_bytes: Some(100),
+            timestamp_type: TimestampType::LogAppendTime,
+            preallocate_bytes: 0,
+            ..LogConfig::default()
+        };
+        assert_eq!(log, expected);
+        assert_eq!(
+            LogConfig::for_topic(&broker.log, &TopicConfigs::new()).unwrap(),
+            broker.log
+        );
+    }
+
+    /// The table's defaults are what an unconfigured broker reports, so the two never drift.
+    #[test]
+    fn table_defaults_match_log_config_defaults() {
+        let defaults = LogConfig::default();
+        for def in TOPIC_CONFIGS {
+            assert_eq!(
+                defaults.topic_config_value(def.name).as_deref(),
+                Some(def.default),
+                "{}",
+                def.name
+            );
+            // Every default is itself a valid value.
+            validate_topic_configs(&topic(&[(def.name, def.default)])).unwrap();
+        }
+    }
+
+    #[test]
+    fn describe_topic_entries_and_sources() {
+        let (broker, _) =
+            BrokerConfig::from_properties("log.retention.hours=1\nlog.roll.ms=5000", &[]).unwrap();
+        let entries = topic_config_entries(&broker, &topic(&[("segment.ms", "42")]));
+        assert_eq!(entries.len(), TOPIC_CONFIGS.len());
+        let find = |name: &str| entries.iter().find(|e| e.name == name).unwrap();
+
+        let segment_ms = find("segment.ms");
+        assert_eq!(segment_ms.value.as_deref(), Some("42"));
+        assert_eq!(segment_ms.source, ConfigSource::DynamicTopic);
+        assert_eq!(segment_ms.source.code(), 1);
+
+        let retention = find("retention.ms");
+        assert_eq!(retention.value.as_deref(), Some("3600000"));
+        assert_eq!(retention.source, ConfigSource::StaticBroker);
+        assert_eq!(retention.source.code(), 4);
+        assert_eq!(retention.config_type.code(), 5);
+
+        let segment_bytes = find("segment.bytes");
+        assert_eq!(segment_bytes.value.as_deref(), Some("1073741824"));
+        assert_eq!(segment_bytes.source, ConfigSource::DefaultConfig);
+        assert_eq!(segment_bytes.source.code(), 5);
+        assert!(entries.iter().all(|e| !e.read_only && !e.sensitive));
+    }
+
+    #[test]
+    fn describe_broker_entries() {
+        let (broker, _) =
+            BrokerConfig::from_properties("num.partitions=4\nlog.retention.minutes=2", &[])
+                .unwrap();
+        let entries = broker_config_entries(&broker);
+        let find = |name: &str| entries.iter().find(|e| e.name == name).unwrap();
+        assert!(entries.iter().all(|e| e.read_only));
+        assert_eq!(find("num.partitions").value.as_deref(), Some("4"));
+        assert_eq!(find("num.partitions").source, ConfigSource::StaticBroker);
+        assert_eq!(find("log.retention.ms").value.as_deref(), Some("120000"));
+        assert_eq!(find("log.retention.ms").source, ConfigSource::StaticBroker);
+        assert_eq!(find("broker.id").source, ConfigSource::DefaultConfig);
+        assert_eq!(find("zookeeper.connect").value, None);
+        assert_eq!(
+            find("listeners").value.as_deref(),
+            Some("PLAINTEXT://127.0.0.1:9092")
+        );
+    }
+}
