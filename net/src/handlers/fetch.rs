@@ -1,0 +1,279 @@
+//! Fetch: read each partition on its owning shard, parking the request until
+//! `min_bytes` are available or `max_wait_ms` passes (long polling).
+//!
+//! Limits follow Kafka (KIP-74): `partition_max_bytes` per partition and `max_bytes`
+//! per response are soft for the first partition with data, which gets at least one
+//! whole batch so a batch larger than the limits can never stall a consumer.
+//! Fetch sessions (KIP-227) are declined by answering session id 0, which clients
+//! handle by sending full fetch requests.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+
+use sluice_core::ids::{ShardId, TopicPartition};
+use sluice_core::limits::MAX_FETCH_WAIT_MS;
+use sluice_core::ErrorCode;
+use sluice_rt::exec::spawn;
+use sluice_rt::sync::bounded;
+use sluice_rt::time::timeout;
+
+use super::gather;
+use crate::api::{Handler, RequestContext};
+use crate::shard::Shard;
+
+pub struct Fetch;
+
+const READ_COMMITTED: i8 = 1;
+
+impl Handler for Fetch {
+    type Request = FetchRequest;
+    type Response = FetchResponse;
+    const KEY: ApiKey = ApiKey::Fetch;
+    const MIN_VERSION: i16 = 4;
+    const MAX_VERSION: i16 = 12;
+
+    async fn handle(ctx: &RequestContext, request: FetchRequest) -> Option<FetchResponse> {
+        let shard = &ctx.shard;
+        let max_wait_ms = request.max_wait_ms.clamp(0, MAX_FETCH_WAIT_MS);
+        let deadline = Instant::now() + Duration::from_millis(max_wait_ms as u64);
+        let min_bytes = request.min_bytes.max(0) as usize;
+        let max_bytes = if request.max_bytes <= 0 {
+            i32::MAX as usize
+        } else {
+            request.max_bytes as usize
+        };
+        let read_committed = request.isolation_level == READ_COMMITTED;
+
+        // One slot per requested partition, in request order; known partitions are
+        // grouped by owning shard.
+        let mut responses: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
+        let mut by_shard: Vec<Vec<FetchPart>> = (0..shard.count).map(|_| Vec::new()).collect();
+        for topic in request.topics {
+            let name = topic.topic.0.to_string();
+            let metadata = shard.topic(&name);
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in topic.partitions {
+                let slot = (responses.len(), partitions.len());
+                let known = metadata
+                    .as_ref()
+                    .is_some_and(|t| p.partition >= 0 && p.partition < t.partitions);
+                let mut data = PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+                    .with_aborted_transactions(read_committed.then(Vec::new))
+                    .with_records(Some(Bytes::new()));
+                if known {
+                    by_shard[shard.owner(&name, p.partition)].push(FetchPart {
+                        slot,
+                        tp: TopicPartition::new(name.as_str(), p.partition),
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    });
+                } else {
+                    data.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                }
+                partitions.push(data);
+            }
+            responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(topic.topic)
+                    .with_partitions(partitions),
+            );
+        }
+        let groups: Vec<(ShardId, Rc<Vec<FetchPart>>)> = by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(s, g)| (s, Rc::new(g)))
+            .collect();
+
+        loop {
+            let tasks = groups
+                .iter()
+                .map(|(owner, parts)| {
+                    spawn(read_on(
+                        shard.clone(),
+                        *owner,
+                        parts.clone(),
+                        max_bytes,
+                        read_committed,
+                    ))
+                })
+                .collect();
+            let reads: Vec<PartRead> = gather(tasks).await.into_iter().flatten().collect();
+            let available: usize = reads.iter().map(|r| r.records.len()).sum();
+            let failed = reads.iter().any(|r| !r.error.is_ok());
+            if available >= min_bytes
+                || failed
+                || max_wait_ms == 0
+                || Instant::now() >= deadline
+                || shard.is_shutting_down()
+            {
+                fill(&mut responses, reads, max_bytes);
+                return Some(FetchResponse::default().with_responses(responses));
+            }
+            wait_for_data(shard, &groups, deadline).await;
+        }
+    }
+}
+
+/// One partition to read, on its way to the owning shard.
+#[derive(Clone)]
+struct FetchPart {
+    slot: (usize, usize),
+    tp: TopicPartition,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// What the owning shard read for one partition.
+struct PartRead {
+    slot: (usize, usize),
+    error: ErrorCode,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+async fn read_on(
+    shard: Rc<Shard>,
+    owner: ShardId,
+    parts: Rc<Vec<FetchPart>>,
+    max_bytes: usize,
+    read_committed: bool,
+) -> Vec<PartRead> {
+    let owned: Vec<FetchPart> = parts.as_ref().clone();
+    let result = shard
+        .run_on(owner, move |s| {
+            read_local(s, owned, max_bytes, read_committed)
+        })
+        .await;
+    result.unwrap_or_else(|_| {
+        parts
+            .iter()
+            .map(|p| PartRead {
+                slot: p.slot,
+                error: ErrorCode::NotLeaderOrFollower,
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            })
+            .collect()
+    })
+}
+
+/// Reads this shard's parts in request order within one response budget.
+async fn read_local(
+    shard: Rc<Shard>,
+    parts: Vec<FetchPart>,
+    max_bytes: usize,
+    _read_committed: bool,
+) -> Vec<PartRead> {
+    let mut budget = max_bytes;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(log) = shard.log(&part.tp) else {
+            out.push(PartRead {
+                slot: part.slot,
+                error: ErrorCode::NotLeaderOrFollower,
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            });
+            continue;
+        };
+        // No transactions are stored, so the last stable offset is the high watermark
+        // and both isolation levels read up to it.
+        let high_watermark = log.high_watermark();
+        let limit = part.max_bytes.min(budget);
+        let min_one = budget == max_bytes;
+        let (error, records) = match log.read(part.offset, limit, high_watermark, min_one).await {
+            Ok(records) => (ErrorCode::None, records),
+            Err(e) => (e.error_code(), Bytes::new()),
+        };
+        budget = budget.saturating_sub(records.len());
+        out.push(PartRead {
+            slot: part.slot,
+            error,
+            high_watermark,
+            log_start_offset: log.log_start_offset(),
+            records,
+        });
+    }
+    out
+}
+
+/// Puts the reads into the response, enforcing `max_bytes` across shards: a partition
+/// whose data would overflow the response (after the first with data) is answered
+/// empty and read again by the client's next fetch.
+fn fill(responses: &mut [FetchableTopicResponse], reads: Vec<PartRead>, max_bytes: usize) {
+    let mut reads = reads;
+    reads.sort_by_key(|r| r.slot);
+    let mut total = 0usize;
+    for read in reads {
+        let data = &mut responses[read.slot.0].partitions[read.slot.1];
+        data.error_code = read.error.code();
+        data.high_watermark = read.high_watermark;
+        data.last_stable_offset = read.high_watermark;
+        data.log_start_offset = read.log_start_offset;
+        if total > 0 && total + read.records.len() > max_bytes {
+            continue;
+        }
+        total += read.records.len();
+        data.records = Some(read.records);
+    }
+}
+
+/// Parks until any requested partition may have new data, or the deadline.
+async fn wait_for_data(
+    shard: &Rc<Shard>,
+    groups: &[(ShardId, Rc<Vec<FetchPart>>)],
+    deadline: Instant,
+) {
+    let (woke_tx, woke_rx) = bounded::<()>(1);
+    let waiters: Vec<_> = groups
+        .iter()
+        .map(|(owner, parts)| {
+            let (shard, woke_tx) = (shard.clone(), woke_tx.clone());
+            let positions: Vec<(TopicPartition, i64)> =
+                parts.iter().map(|p| (p.tp.clone(), p.offset)).collect();
+            let owner = *owner;
+            spawn(async move {
+                let _ = shard
+                    .run_on(owner, move |s| wait_local(s, positions, deadline))
+                    .await;
+                let _ = woke_tx.try_send(());
+            })
+        })
+        .collect();
+    drop(woke_tx);
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let _ = timeout(remaining, woke_rx.recv()).await;
+    drop(waiters);
+}
+
+/// On the owning shard: returns once a partition's high watermark passes the fetch
+/// position, or at the deadline.
+async fn wait_local(shard: Rc<Shard>, positions: Vec<(TopicPartition, i64)>, deadline: Instant) {
+    loop {
+        let listener = shard.appended().listen();
+        let ready = positions.iter().any(|(tp, offset)| {
+            shard
+                .log(tp)
+                .is_none_or(|log| log.high_watermark() > *offset)
+        });
+        if ready {
+            return;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || timeout(remaining, listener).await.is_none() {
+            return;
+        }
+    }
+}

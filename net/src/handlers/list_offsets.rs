@@ -1,0 +1,127 @@
+//! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a timestamp,
+//! answered by the shard that owns each partition.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+
+use sluice_core::ids::{ShardId, TopicPartition};
+use sluice_core::ErrorCode;
+use sluice_rt::exec::spawn;
+
+use super::gather;
+use crate::api::{Handler, RequestContext};
+use crate::shard::Shard;
+
+pub struct ListOffsets;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+impl Handler for ListOffsets {
+    type Request = ListOffsetsRequest;
+    type Response = ListOffsetsResponse;
+    const KEY: ApiKey = ApiKey::ListOffsets;
+    const MIN_VERSION: i16 = 1;
+    const MAX_VERSION: i16 = 6;
+
+    async fn handle(
+        ctx: &RequestContext,
+        request: ListOffsetsRequest,
+    ) -> Option<ListOffsetsResponse> {
+        let shard = &ctx.shard;
+        let mut topics = Vec::with_capacity(request.topics.len());
+        let mut by_shard: Vec<Vec<Lookup>> = (0..shard.count).map(|_| Vec::new()).collect();
+        for topic in request.topics {
+            let name = topic.name.0.to_string();
+            let metadata = shard.topic(&name);
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in topic.partitions {
+                let slot = (topics.len(), partitions.len());
+                let mut response = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+                    .with_leader_epoch(if ctx.api_version >= 4 { 0 } else { -1 });
+                if metadata
+                    .as_ref()
+                    .is_some_and(|t| p.partition_index >= 0 && p.partition_index < t.partitions)
+                {
+                    by_shard[shard.owner(&name, p.partition_index)].push(Lookup {
+                        slot,
+                        tp: TopicPartition::new(name.as_str(), p.partition_index),
+                        timestamp: p.timestamp,
+                    });
+                } else {
+                    response.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                }
+                partitions.push(response);
+            }
+            topics.push(
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions),
+            );
+        }
+        let tasks = by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(owner, lookups)| spawn(lookup_on(shard.clone(), owner, lookups)))
+            .collect();
+        for (slot, outcome) in gather(tasks).await.into_iter().flatten() {
+            let response = &mut topics[slot.0].partitions[slot.1];
+            match outcome {
+                Ok(Some((offset, timestamp))) => {
+                    response.offset = offset;
+                    response.timestamp = timestamp;
+                }
+                Ok(None) => {}
+                Err(code) => response.error_code = code.code(),
+            }
+        }
+        Some(ListOffsetsResponse::default().with_topics(topics))
+    }
+}
+
+struct Lookup {
+    slot: (usize, usize),
+    tp: TopicPartition,
+    timestamp: i64,
+}
+
+type Found = ((usize, usize), Result<Option<(i64, i64)>, ErrorCode>);
+
+async fn lookup_on(shard: Rc<Shard>, owner: ShardId, lookups: Vec<Lookup>) -> Vec<Found> {
+    let slots: Vec<_> = lookups.iter().map(|l| l.slot).collect();
+    match shard.run_on(owner, move |s| lookup_local(s, lookups)).await {
+        Ok(found) => found,
+        Err(_) => slots
+            .into_iter()
+            .map(|slot| (slot, Err(ErrorCode::NotLeaderOrFollower)))
+            .collect(),
+    }
+}
+
+async fn lookup_local(shard: Rc<Shard>, lookups: Vec<Lookup>) -> Vec<Found> {
+    let mut out = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        let outcome = match shard.log(&lookup.tp) {
+            None => Err(ErrorCode::NotLeaderOrFollower),
+            Some(log) => match lookup.timestamp {
+                EARLIEST => Ok(Some((log.log_start_offset(), -1))),
+                LATEST => Ok(Some((log.high_watermark(), -1))),
+                ts if ts < 0 => Err(ErrorCode::InvalidRequest),
+                ts => log
+                    .offset_for_timestamp(ts)
+                    .await
+                    .map_err(|e| e.error_code()),
+            },
+        };
+        out.push((lookup.slot, outcome));
+    }
+    out
+}

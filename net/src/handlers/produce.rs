@@ -1,0 +1,286 @@
+//! Produce: append each partition's record batch on the shard that owns the partition.
+//!
+//! The request body stays raw: each partition's records are a slice of the request
+//! frame, handed to the owning shard's log, which validates the batch header and CRC
+//! and copies it once into its write buffer. acks=0 gets no response; acks=1 and
+//! acks=all (the ISR is this broker alone) are answered once the batch is written.
+//!
+//! Produce is advertised from v0 because librdkafka turns compression off when the
+//! minimum advertised version is above 0 (as Kafka 4.0 does, KAFKA-18659); v0-2 are
+//! parsed and answered UNSUPPORTED_VERSION.
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use sluice_core::ids::{ShardId, TopicPartition};
+use sluice_core::ErrorCode;
+use sluice_log::AppendInfo;
+use sluice_rt::exec::spawn;
+use sluice_rt::time::now_ms;
+
+use super::{gather, message, min_insync_replicas, topic_or_auto_create};
+use crate::api::{Handler, RequestContext};
+use crate::shard::Shard;
+
+pub struct Produce;
+
+/// Lowest Produce version this broker serves (record format v2).
+const MIN_SERVED_VERSION: i16 = 3;
+
+/// Size of every partition's ISR on a single node: the leader itself.
+const IN_SYNC_REPLICAS: i32 = 1;
+
+impl Handler for Produce {
+    type Request = ProduceRequest;
+    type Response = ProduceResponse;
+    const KEY: ApiKey = ApiKey::Produce;
+    const MIN_VERSION: i16 = 0;
+    const MAX_VERSION: i16 = 9;
+
+    fn decode(body: &mut Bytes, version: i16) -> anyhow::Result<ProduceRequest> {
+        if version >= MIN_SERVED_VERSION {
+            return ProduceRequest::decode(body, version);
+        }
+        // v0-2 are v3 without the leading transactional id: prefix a null one.
+        let mut v3 = BytesMut::with_capacity(body.len() + 2);
+        v3.put_i16(-1);
+        v3.put_slice(body);
+        ProduceRequest::decode(&mut v3.freeze(), MIN_SERVED_VERSION)
+    }
+
+    fn encode(response: &ProduceResponse, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+        if version >= MIN_SERVED_VERSION {
+            return response.encode(buf, version);
+        }
+        encode_legacy(response, buf, version);
+        Ok(())
+    }
+
+    async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
+        let acks = request.acks;
+        let refuse_all = if ctx.api_version < MIN_SERVED_VERSION {
+            Some(ErrorCode::UnsupportedVersion)
+        } else if !matches!(acks, -1..=1) {
+            Some(ErrorCode::InvalidRequiredAcks)
+        } else if request.transactional_id.is_some() {
+            // Transactions are not implemented; refuse rather than store batches whose
+            // commit markers would never come.
+            Some(ErrorCode::TransactionalIdAuthorizationFailed)
+        } else {
+            None
+        };
+
+        // Plan: one response slot per partition in request order; the parts that can be
+        // appended are grouped by owning shard.
+        let shard = &ctx.shard;
+        let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
+        let mut by_shard: Vec<Vec<ProducePart>> = (0..shard.count).map(|_| Vec::new()).collect();
+        for topic in request.topic_data {
+            let name = topic.name.0.to_string();
+            let metadata = match refuse_all {
+                Some(code) => Err(code),
+                None => topic_or_auto_create(shard, &name, true).await,
+            };
+            let mut partitions = Vec::with_capacity(topic.partition_data.len());
+            for data in topic.partition_data {
+                let slot = (responses.len(), partitions.len());
+                let mut error = match &metadata {
+                    Err(code) => Some(*code),
+                    Ok(t) if data.index < 0 || data.index >= t.partitions => {
+                        Some(ErrorCode::UnknownTopicOrPartition)
+                    }
+                    Ok(t) if acks == -1 && min_insync_replicas(shard, t) > IN_SYNC_REPLICAS => {
+                        Some(ErrorCode::NotEnoughReplicas)
+                    }
+                    Ok(_) => None,
+                };
+                let records = data.records.unwrap_or_default();
+                if error.is_none() && records.is_empty() {
+                    error = Some(ErrorCode::InvalidRecord);
+                }
+                partitions.push(partition_response(
+                    data.index,
+                    error.unwrap_or(ErrorCode::None),
+                ));
+                if error.is_none() {
+                    let owner = shard.owner(&name, data.index);
+                    by_shard[owner].push(ProducePart {
+                        slot,
+                        tp: TopicPartition::new(name.as_str(), data.index),
+                        records,
+                    });
+                }
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(topic.name)
+                    .with_partition_responses(partitions),
+            );
+        }
+
+        let tasks = by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, parts)| !parts.is_empty())
+            .map(|(owner, parts)| spawn(append_on(shard.clone(), owner, parts)))
+            .collect();
+        for (slot, outcome) in gather(tasks).await.into_iter().flatten() {
+            let response = &mut responses[slot.0].partition_responses[slot.1];
+            match outcome {
+                Ok(info) => {
+                    response.base_offset = info.base_offset;
+                    response.log_append_time_ms = info.log_append_time_ms;
+                    response.log_start_offset = info.log_start_offset;
+                }
+                Err((code, text)) => {
+                    response.error_code = code.code();
+                    response.error_message = message(code, text);
+                }
+            }
+        }
+        (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    }
+}
+
+/// One partition's batch, on its way to the owning shard.
+struct ProducePart {
+    slot: (usize, usize),
+    tp: TopicPartition,
+    records: Bytes,
+}
+
+type PartOutcome = ((usize, usize), Result<AppendInfo, (ErrorCode, String)>);
+
+fn partition_response(index: i32, code: ErrorCode) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+async fn append_on(shard: Rc<Shard>, owner: ShardId, parts: Vec<ProducePart>) -> Vec<PartOutcome> {
+    let slots: Vec<_> = parts.iter().map(|p| p.slot).collect();
+    match shard
+        .run_on(owner, move |owner_shard| append_local(owner_shard, parts))
+        .await
+    {
+        Ok(outcomes) => outcomes,
+        Err(gone) => slots
+            .into_iter()
+            .map(|slot| {
+                (
+                    slot,
+                    Err((ErrorCode::NotLeaderOrFollower, gone.to_string())),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Appends each part to its log on this (the owning) shard, concurrently across
+/// partitions, then wakes parked fetches.
+async fn append_local(shard: Rc<Shard>, parts: Vec<ProducePart>) -> Vec<PartOutcome> {
+    let now = now_ms();
+    let tasks = parts
+        .into_iter()
+        .map(|part| {
+            let log = shard.log(&part.tp);
+            spawn(async move {
+                let outcome = match log {
+                    None => Err((
+                        ErrorCode::NotLeaderOrFollower,
+                        format!("{} is not hosted here", part.tp),
+                    )),
+                    Some(log) => log
+                        .append(&part.records, 0, now)
+                        .await
+                        .map_err(|e| (e.error_code(), e.to_string())),
+                };
+                (part.slot, outcome)
+            })
+        })
+        .collect();
+    let outcomes = gather(tasks).await;
+    shard.appended().notify(usize::MAX);
+    outcomes
+}
+
+/// Encodes a Produce v0-2 response (the codec crate starts at v3). v0: per partition
+/// index, error code, base offset; v1 adds the trailing throttle time; v2 adds the
+/// log append time.
+fn encode_legacy(response: &ProduceResponse, buf: &mut BytesMut, version: i16) {
+    buf.put_i32(response.responses.len() as i32);
+    for topic in &response.responses {
+        let name = topic.name.0.as_bytes();
+        buf.put_i16(name.len() as i16);
+        buf.put_slice(name);
+        buf.put_i32(topic.partition_responses.len() as i32);
+        for p in &topic.partition_responses {
+            buf.put_i32(p.index);
+            buf.put_i16(p.error_code);
+            buf.put_i64(p.base_offset);
+            if version >= 2 {
+                buf.put_i64(p.log_append_time_ms);
+            }
+        }
+    }
+    if version >= 1 {
+        buf.put_i32(response.throttle_time_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    #[test]
+    fn legacy_request_decodes_and_response_encodes() {
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(100)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(super::super::topic_name("t"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from_static(b"x")))])]);
+        let mut v3 = BytesMut::new();
+        request.encode(&mut v3, 3).unwrap();
+        // Strip the null transactional id to get the v2 wire form.
+        let mut v2 = v3.freeze().slice(2..);
+        let decoded = Produce::decode(&mut v2, 2).unwrap();
+        assert_eq!(decoded.acks, 1);
+        assert_eq!(
+            decoded.topic_data[0].partition_data[0].records.as_deref(),
+            Some(&b"x"[..])
+        );
+
+        let response =
+            ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                .with_name(super::super::topic_name("t"))
+                .with_partition_responses(vec![partition_response(
+                    0,
+                    ErrorCode::UnsupportedVersion,
+                )])]);
+        for (version, size) in [
+            (0i16, 4 + 2 + 1 + 4 + 4 + 2 + 8),
+            (1, 4 + 2 + 1 + 4 + 4 + 2 + 8 + 4),
+            (2, 4 + 2 + 1 + 4 + 4 + 2 + 8 + 8 + 4),
+        ] {
+            let mut buf = BytesMut::new();
+            Produce::encode(&response, &mut buf, version).unwrap();
+            assert_eq!(buf.len(), size, "v{version}");
+            assert_eq!(
+                &buf[15..17],
+                &35i16.to_be_bytes(),
+                "error code at its place in v{version}"
+            );
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! A shard's main task: open the partitions it owns, follow metadata changes, accept
+//! connections on the shared port, run periodic log maintenance, and shut down cleanly.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future;
+
+use sluice_coordination::{ControlHandle, SnapshotUpdate};
+use sluice_core::config::BrokerConfig;
+use sluice_core::ids::ShardId;
+use sluice_rt::exec::{spawn, spawn_detached};
+use sluice_rt::net::TcpListener;
+use sluice_rt::sync::{Notify, Receiver, Sender};
+use sluice_rt::time::{now_ms, sleep, timeout};
+
+use crate::conn;
+use crate::shard::{Job, Shard};
+
+/// How long shutdown waits for open connections to finish their in-flight requests.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// Everything a shard is started with. Built on the main thread, moved to the shard.
+pub struct ShardContext {
+    pub id: ShardId,
+    pub config: Arc<BrokerConfig>,
+    pub control: ControlHandle,
+    /// Metadata changes from the control plane, for this shard.
+    pub metadata: Receiver<SnapshotUpdate>,
+    /// Job queues of every shard (index = shard id), and this shard's own.
+    pub peers: Vec<Sender<Job>>,
+    pub jobs: Receiver<Job>,
+    /// Host and port to listen on (the port already resolved when 0 was configured).
+    pub listen_host: String,
+    pub port: u16,
+    /// Closed by the main thread to begin shutdown.
+    pub shutdown: Receiver<()>,
+    /// Told once the shard is listening and its partitions are open, or why it cannot.
+    pub ready: Sender<Result<ShardId, String>>,
+}
+
+/// Runs a shard until shutdown completes.
+pub async fn run_shard(ctx: ShardContext) {
+    let shard = Shard::new(
+        ctx.id,
+        ctx.config.clone(),
+        ctx.control.clone(),
+        ctx.port,
+        ctx.peers,
+    );
+    shard.apply_snapshot(shard.control.snapshot()).await;
+    spawn_detached(shard.clone().serve_jobs(ctx.jobs));
+    spawn_detached(follow_metadata(shard.clone(), ctx.metadata));
+    let maintenance = spawn(maintain_logs(shard.clone()));
+
+    let listener = match TcpListener::bind((ctx.listen_host.as_str(), ctx.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ctx
+                .ready
+                .send(Err(format!(
+                    "shard {} cannot listen on {}:{}: {e}",
+                    ctx.id, ctx.listen_host, ctx.port
+                )))
+                .await;
+            return;
+        }
+    };
+    let _ = ctx.ready.send(Ok(ctx.id)).await;
+
+    let open = Rc::new(Cell::new(0usize));
+    let closed = Rc::new(Notify::new());
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            let _ = ctx.shutdown.recv().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                tracing::warn!(shard = ctx.id, error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(_) => continue,
+        };
+        open.set(open.get() + 1);
+        let (shard, shutdown, open, closed) = (
+            shard.clone(),
+            ctx.shutdown.clone(),
+            open.clone(),
+            closed.clone(),
+        );
+        spawn_detached(async move {
+            conn::serve(shard, stream, peer, shutdown).await;
+            open.set(open.get() - 1);
+            closed.notify(usize::MAX);
+        });
+    }
+
+    // Shutdown: stop accepting, let connections finish what they have in flight, then
+    // flush and close every log (writing indexes, producer state and checkpoints).
+    shard.begin_shutdown();
+    drop(listener);
+    let drained = timeout(SHUTDOWN_DRAIN, async {
+        while open.get() > 0 {
+            let listener = closed.listen();
+            if open.get() == 0 {
+                break;
+            }
+            listener.await;
+        }
+    })
+    .await;
+    if drained.is_none() {
+        tracing::warn!(
+            shard = ctx.id,
+            connections = open.get(),
+            "connections still open at shutdown"
+        );
+    }
+    drop(maintenance);
+    for (tp, log) in shard.logs() {
+        if let Err(e) = log.close().await {
+            tracing::error!(partition = %tp, error = %e, "cannot close partition log");
+        }
+    }
+}
+
+/// Applies every metadata change, acknowledging each once this shard's logs match it.
+async fn follow_metadata(shard: Rc<Shard>, updates: Receiver<SnapshotUpdate>) {
+    while let Ok(update) = updates.recv().await {
+        shard.apply_snapshot(update.snapshot).await;
+        let _ = update.applied.send(()).await;
+    }
+}
+
+/// Periodic retention (`log.retention.check.interval.ms`) for the logs this shard owns.
+async fn maintain_logs(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.log_retention_check_interval_ms.max(100));
+    loop {
+        sleep(interval).await;
+        for (tp, log) in shard.logs() {
+            match log.apply_retention(now_ms()).await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(partition = %tp, deleted, "retention deleted segments")
+                }
+                Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+    }
+}
