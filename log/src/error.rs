@@ -44,6 +44,10 @@ pub enum LogError {
     /// (Kafka takes the log directory offline).
     #[error("log is offline after an I/O failure: {0}")]
     Offline(String),
+    /// The append was cut off by a truncation before it was written (the partition
+    /// changed leader); nothing of it remains.
+    #[error("append cut off by a truncation to {end_offset}")]
+    Truncated { end_offset: i64 },
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
@@ -65,7 +69,7 @@ impl LogError {
             LogError::Corrupt { .. } | LogError::Offline(_) | LogError::Io(_) => {
                 ErrorCode::KafkaStorageError
             }
-            LogError::Closed => ErrorCode::NotLeaderOrFollower,
+            LogError::Truncated { .. } | LogError::Closed => ErrorCode::NotLeaderOrFollower,
         }
     }
 }
@@ -133,6 +137,10 @@ mod tests {
                 ErrorCode::KafkaStorageError,
             ),
             (LogError::Closed, ErrorCode::NotLeaderOrFollower),
+            (
+                LogError::Truncated { end_offset: 3 },
+                ErrorCode::NotLeaderOrFollower,
+            ),
         ];
         for (err, code) in table {
             assert_eq!(err.error_code(), code, "{err}");

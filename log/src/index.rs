@@ -68,7 +68,7 @@ impl OffsetIndex {
     /// end). A trailing run of all-zero entries (Kafka preallocates index files) is
     /// ignored.
     pub fn from_bytes(bytes: &[u8], segment_size: u64) -> Option<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -119,6 +119,11 @@ impl TimeIndex {
         }
     }
 
+    /// The last entry: the largest timestamp indexed and its relative offset.
+    pub fn last(&self) -> Option<(i64, u32)> {
+        self.entries.last().copied()
+    }
+
     /// Drops entries for offsets at or past `relative_offset`.
     pub fn truncate_to_offset(&mut self, relative_offset: u32) {
         let i = self.entries.partition_point(|&(_, o)| o < relative_offset);
@@ -145,7 +150,7 @@ impl TimeIndex {
     /// Parses a time index file; `None` if inconsistent (see [`OffsetIndex::from_bytes`]);
     /// `max_relative_offset` is the segment's last offset relative to its base.
     pub fn from_bytes(bytes: &[u8], max_relative_offset: u32) -> Option<TimeIndex> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             return None;
         }
         let mut index = TimeIndex::default();

@@ -1,24 +1,80 @@
-//! The segment log: one [`PartitionLog`] per partition, on the partition's owning shard.
+//! The segment log: one [`PartitionLog`] per partition, living on the partition's
+//! owning shard only. `log` knows nothing of the network or of replication; it stores
+//! Kafka v2 record batches exactly as they arrive on the wire.
 //!
-//! (Skeleton: an in-memory stand-in with the final API; the direct-I/O segment log
-//! replaces it.)
+//! Modules:
+//! - `partition`: [`PartitionLog`] — append (validation, producer checks, offset
+//!   assignment, group-committed direct-I/O writes), read, ListOffsets by timestamp,
+//!   truncation, roll, retention, DeleteRecords, flush, close, recovery at open.
+//! - [`segment`]: a segment's file naming, in-memory metadata and the verifying scan.
+//! - [`index`]: the sparse `.index` / `.timeindex` in Kafka's formats.
+//! - [`producer`]: idempotent-producer state and its snapshots.
+//! - [`epoch`]: the leader-epoch cache (`leader-epoch-checkpoint`).
+//! - [`records`]: walking records inside a batch (ListOffsets only).
+//! - [`files`]: atomic replacement of small metadata files with `std::fs`.
+//! - [`testing`]: batch builders for tests across the workspace.
+//!
+//! # On disk
+//! `<log.dirs>/<topic>-<partition>/` holds, per segment, `<base offset, 20 digits>.log`
+//! (batches back to back), `.index` and `.timeindex` (written at roll and close);
+//! `<offset>.snapshot` producer snapshots (the last two); `leader-epoch-checkpoint`;
+//! `log-start-offset` (moved by DeleteRecords); `.clean-shutdown` (present only
+//! between a clean close and the next open).
+//!
+//! # Durability order
+//! Segment data is written with `O_DIRECT` through glommio; small metadata files use
+//! `std::fs` (they are written at roll, close, epoch change and DeleteRecords only,
+//! never on the append or read path, and are small enough that blocking the shard for
+//! them is cheaper than the machinery to avoid it).
+//! 1. A new segment file is created and its directory fsynced before its first write
+//!    is acknowledged.
+//! 2. Batches are written into the segment (space preallocated ahead with
+//!    `fallocate(KEEP_SIZE)`); an append is acknowledged when its write completed
+//!    (Kafka's default: replication, not fsync, gives safety), or after the
+//!    fdatasync that follows the write when `flush.messages` / `flush.ms` asks for one.
+//!    One fdatasync covers everything written before it.
+//! 3. Rolling a segment: its last write completes, its file is truncated to its
+//!    logical size and fdatasynced, then its index files and the producer snapshot
+//!    taken at the roll are written.
+//! 4. Every metadata file is replaced by: write `<name>.tmp`, fsync it, rename over
+//!    `<name>`, fsync the directory.
+//! 5. The leader-epoch checkpoint is written before the first batch of a new epoch is
+//!    copied into the log, so it never lags the data.
+//! 6. Close: last write, truncate + fdatasync the active segment, its index files, the
+//!    producer snapshot at the log end, checkpoints, and last the clean-shutdown
+//!    marker.
+//!
+//! # Recovery (at open)
+//! 1. Leftover `*.tmp` files are deleted.
+//! 2. With the clean-shutdown marker, closed segments are trusted with their index
+//!    files when those are consistent (entries increase, positions inside the file);
+//!    otherwise, and always for the last segment, and for every segment without the
+//!    marker, each batch is verified (length, magic, CRC-32C, count, offsets that
+//!    follow on) and the indexes rebuilt.
+//! 3. The file is truncated where verification stops: a torn write, a corrupt batch or
+//!    the zero padding of the last direct-I/O page. Nothing acknowledged can be past
+//!    that point: an append is acknowledged only after the write holding it completed.
+//!    If a segment ends short of where the next begins, the later segments are deleted.
+//! 4. Producer state is the latest snapshot at or below the log end plus the batch
+//!    headers after it; later snapshots are deleted. The epoch cache drops entries past
+//!    the log end.
+//! 5. The clean-shutdown marker is removed (and the directory fsynced) before the log
+//!    takes an append.
 
+pub mod epoch;
 pub mod error;
 pub mod files;
 pub mod index;
+mod partition;
 pub mod producer;
+pub mod records;
+pub mod segment;
 pub mod testing;
 
-use std::cell::RefCell;
-use std::path::PathBuf;
-use std::rc::Rc;
-
-use bytes::Bytes;
-use sluice_core::batch::{self, header};
-use sluice_core::config::LogConfig;
-use sluice_rt::sync::Notify;
-
 pub use error::LogError;
+pub use partition::{
+    PartitionLog, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, READ_CACHE_BYTES, WRITE_BUFFER_BYTES,
+};
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,162 +84,7 @@ pub struct AppendInfo {
     /// The timestamp written into the batches on a `LogAppendTime` topic, else -1.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
-    /// The batch was a retry of one already in the log; offsets are the original ones.
+    /// The batch was a retry of one already in the log; the offsets are the original
+    /// ones and nothing was appended.
     pub duplicate: bool,
-}
-
-/// One partition's log. Lives on the partition's owning shard (`!Send`), shared there
-/// through `Rc`.
-pub struct PartitionLog {
-    dir: PathBuf,
-    config: LogConfig,
-    batches: RefCell<Vec<(i64, Vec<u8>)>>,
-    end: std::cell::Cell<i64>,
-    notify: Notify,
-}
-
-impl PartitionLog {
-    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(Rc::new(PartitionLog {
-            dir,
-            config,
-            batches: RefCell::new(Vec::new()),
-            end: 0.into(),
-            notify: Notify::new(),
-        }))
-    }
-    pub fn config(&self) -> LogConfig {
-        self.config.clone()
-    }
-    pub fn log_start_offset(&self) -> i64 {
-        0
-    }
-    pub fn log_end_offset(&self) -> i64 {
-        self.end.get()
-    }
-    pub fn high_watermark(&self) -> i64 {
-        self.end.get()
-    }
-    pub async fn append(
-        &self,
-        records: &[u8],
-        leader_epoch: i32,
-        _now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
-        let base = self.end.get();
-        let mut next = base;
-        for f in batch::frames(records) {
-            let (pos, size) = f?;
-            batch::validate(
-                &records[pos..pos + size],
-                self.config.max_message_bytes as usize,
-            )?;
-            let mut b = records[pos..pos + size].to_vec();
-            batch::assign_offsets(&mut b, next, leader_epoch, None);
-            let h = header(&b).ok_or(LogError::EmptyRecordSet)?;
-            let n = h.next_offset();
-            self.batches.borrow_mut().push((next, b));
-            next = n;
-        }
-        if next == base {
-            return Err(LogError::EmptyRecordSet);
-        }
-        self.end.set(next);
-        self.notify.notify(usize::MAX);
-        Ok(AppendInfo {
-            base_offset: base,
-            last_offset: next - 1,
-            log_append_time_ms: -1,
-            log_start_offset: 0,
-            duplicate: false,
-        })
-    }
-    pub async fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        upper_bound: i64,
-        min_one: bool,
-    ) -> Result<Bytes, LogError> {
-        if offset < 0 || offset > self.end.get() {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                log_start_offset: 0,
-                log_end_offset: self.end.get(),
-            });
-        }
-        let mut out = Vec::new();
-        for (_, b) in self.batches.borrow().iter() {
-            let h = header(b).ok_or(LogError::EmptyRecordSet)?;
-            if h.last_offset() < offset {
-                continue;
-            }
-            if h.last_offset() >= upper_bound {
-                break;
-            }
-            if out.len() + b.len() > max_bytes && !(min_one && out.is_empty()) {
-                break;
-            }
-            out.extend_from_slice(b);
-        }
-        Ok(Bytes::from(out))
-    }
-    pub async fn offset_for_timestamp(
-        &self,
-        timestamp_ms: i64,
-    ) -> Result<Option<(i64, i64)>, LogError> {
-        for (base, b) in self.batches.borrow().iter() {
-            let h = header(b).ok_or(LogError::EmptyRecordSet)?;
-            if h.max_timestamp() >= timestamp_ms {
-                return Ok(Some((*base, h.max_timestamp())));
-            }
-        }
-        Ok(None)
-    }
-    pub fn notify(&self) -> &Notify {
-        &self.notify
-    }
-    pub async fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
-        self.batches
-            .borrow_mut()
-            .retain(|(_, b)| header(b).is_some_and(|h| h.last_offset() < offset));
-        let end = self
-            .batches
-            .borrow()
-            .last()
-            .and_then(|(_, b)| header(b).map(|h| h.next_offset()))
-            .unwrap_or(0);
-        self.end.set(end);
-        Ok(())
-    }
-    pub async fn roll(&self) -> Result<(), LogError> {
-        Ok(())
-    }
-    pub async fn apply_retention(&self, _now_ms: i64) -> Result<usize, LogError> {
-        Ok(0)
-    }
-    pub async fn delete_records_before(&self, _offset: i64) -> Result<i64, LogError> {
-        Ok(0)
-    }
-    pub async fn flush(&self) -> Result<(), LogError> {
-        Ok(())
-    }
-    pub async fn close(&self) -> Result<(), LogError> {
-        Ok(())
-    }
-    pub async fn delete(self: Rc<Self>) -> Result<(), LogError> {
-        std::fs::remove_dir_all(&self.dir)?;
-        Ok(())
-    }
-    pub fn size_bytes(&self) -> u64 {
-        self.batches
-            .borrow()
-            .iter()
-            .map(|(_, b)| b.len() as u64)
-            .sum()
-    }
-    pub fn segment_count(&self) -> usize {
-        1
-    }
 }

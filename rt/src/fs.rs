@@ -11,9 +11,38 @@ use std::rc::Rc;
 
 pub use glommio::io::{DmaBuffer, DmaFile, ReadResult};
 
+thread_local! {
+    /// Devices (`st_dev`) whose iopoll probe this thread has primed.
+    static PRIMED_DEVICES: std::cell::RefCell<std::collections::HashSet<u64>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// glommio decides once per thread and device whether the device supports polled
+/// I/O, by reading the first page of the first file opened there. When that file is
+/// empty the probe read "succeeds" without reaching the device, polling is wrongly
+/// enabled, and every later read fails with `EOPNOTSUPP` on devices without poll
+/// queues (virtio disks, most cloud volumes). So before the first direct-I/O open on a
+/// device, open a one-page file there to make the probe real.
+async fn prime_iopoll_probe(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dev = std::fs::metadata(dir)?.dev();
+    if PRIMED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let probe = dir.join(format!(".sluice-iopoll-probe-{}", std::process::id()));
+    std::fs::write(&probe, [0u8; 4096])?;
+    let opened = DmaFile::open(&probe).await;
+    let _ = std::fs::remove_file(&probe);
+    opened?.close().await?;
+    PRIMED_DEVICES.with(|p| p.borrow_mut().insert(dev));
+    Ok(())
+}
+
 /// Opens `path` for reading and writing with direct I/O, creating it when missing.
 /// Existing contents are kept.
 pub async fn open_read_write(path: &Path) -> io::Result<DmaFile> {
+    prime_iopoll_probe(path).await?;
     Ok(glommio::io::OpenOptions::new()
         .read(true)
         .write(true)
@@ -24,6 +53,7 @@ pub async fn open_read_write(path: &Path) -> io::Result<DmaFile> {
 
 /// Opens an existing file for reading only, with direct I/O.
 pub async fn open_read(path: &Path) -> io::Result<DmaFile> {
+    prime_iopoll_probe(path).await?;
     Ok(DmaFile::open(path).await?)
 }
 

@@ -1,0 +1,2098 @@
+//! [`PartitionLog`]: one partition's segment log, on the partition's owning shard.
+//!
+//! Append copies the produced batches into the active segment's aligned write buffer
+//! (the one copy on the produce path), rewrites their headers there, and queues the
+//! buffer for the writer task. The writer keeps at most one write in flight per log:
+//! it takes the next filled buffer and writes it with direct I/O; appends arriving
+//! meanwhile fill the next buffer, which begins with a copy of the last partial page
+//! so that its write rewrites that page (group commit falls out of this). When a
+//! write completes the high watermark advances, [`PartitionLog::notify`] fires and the
+//! appenders waiting for it resolve. Completed buffers stay in a small per-partition
+//! cache that serves tailing readers; older data is read from the file.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::{Bytes, BytesMut};
+use sluice_core::batch::{self, header, Compression, HEADER_SIZE};
+use sluice_core::config::{LogConfig, TimestampType};
+use sluice_rt::fs::{self as rtfs, DmaBuffer, DmaFile, ReadResult};
+use sluice_rt::sync::Notify;
+
+use crate::epoch::{EpochCache, CHECKPOINT_FILE};
+use crate::files;
+use crate::producer::{ProducerState, SequenceCheck};
+use crate::records;
+use crate::segment::{
+    align_down, align_up, parse_file_name, scan, segment_path, Segment, SegmentMeta, INDEX_SUFFIX,
+    LOG_SUFFIX, PAGE_BYTES, SNAPSHOT_SUFFIX, TIME_INDEX_SUFFIX,
+};
+use crate::{AppendInfo, LogError};
+
+/// Smallest write buffer. A buffer is sized for the append that opens it, so one
+/// larger batch gets a larger buffer.
+pub const WRITE_BUFFER_BYTES: usize = 128 * 1024;
+/// Bytes of recently written buffers kept per partition to serve tailing readers
+/// (counted by buffer capacity). The oldest buffer is dropped past this.
+pub const READ_CACHE_BYTES: usize = 1 << 20;
+/// Smallest read from a segment file; reads are widened to cover a whole fetch.
+const MIN_READ_WINDOW_BYTES: usize = 64 * 1024;
+/// Largest single read from a segment file for one fetch; more is read in steps.
+const MAX_READ_WINDOW_BYTES: usize = 8 << 20;
+/// Producer snapshots kept (the latest ones).
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// Marker written last by [`PartitionLog::close`]; its presence at open means the
+/// closed segments and their index files can be trusted without a scan.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+/// Checkpoint of the log start offset moved by DeleteRecords.
+pub const LOG_START_FILE: &str = "log-start-offset";
+
+/// A buffer of appended bytes for one segment, positioned at an aligned file offset.
+struct WriteBuf {
+    segment_base: i64,
+    /// Aligned file position of `buf[0]`.
+    file_pos: u64,
+    buf: DmaBuffer,
+    /// Bytes of `buf` in use.
+    len: usize,
+    /// Leading bytes copied from the previous buffer (the last partial page).
+    carried: usize,
+    /// Offset after the last batch in the buffer.
+    end_offset: i64,
+}
+
+impl WriteBuf {
+    fn has_new_data(&self) -> bool {
+        self.len > self.carried
+    }
+}
+
+/// Work for the writer task, done strictly in order.
+enum Job {
+    Write(WriteBuf),
+    /// The segment was rolled: cut its file to its logical size, sync it, persist its
+    /// index files and the producer snapshot taken at the roll.
+    Finish {
+        segment_base: i64,
+        snapshot_offset: i64,
+        snapshot: Vec<u8>,
+    },
+}
+
+/// A written buffer kept for readers.
+struct Chunk {
+    segment_base: i64,
+    file_pos: u64,
+    buf: Rc<DmaBuffer>,
+    len: usize,
+}
+
+struct Inner {
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    /// Offsets below this are fdatasync'ed.
+    synced_offset: i64,
+    /// The flush policy asked for offsets below this to be synced.
+    sync_requested_offset: i64,
+    unsynced_records: u64,
+    last_sync_ms: i64,
+    producers: ProducerState,
+    epochs: EpochCache,
+    /// The buffer appends go to (for the active segment).
+    filling: Option<WriteBuf>,
+    jobs: VecDeque<Job>,
+    writer_running: bool,
+    /// Set while a maintenance operation owns the files: the writer does not start.
+    writer_blocked: bool,
+    /// A maintenance operation (truncate, retention, close, ...) is running.
+    maintenance: bool,
+    /// Bumped by every truncation; appends made before it and cut by it fail.
+    truncations: u64,
+    cache: VecDeque<Chunk>,
+    cache_bytes: usize,
+    /// Set when a write fails: the log takes no more appends.
+    failed: Option<String>,
+    closed: bool,
+}
+
+impl Inner {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    fn usable(&self) -> Result<(), LogError> {
+        if self.closed {
+            return Err(LogError::Closed);
+        }
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Offline(reason.clone()));
+        }
+        Ok(())
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.writer_running
+            && self.jobs.is_empty()
+            && !self.filling.as_ref().is_some_and(WriteBuf::has_new_data)
+    }
+
+    /// Moves the filling buffer to the job queue, remembering its last partial page
+    /// as the start of the segment's next buffer.
+    fn seal_filling(&mut self) {
+        let Some(f) = self.filling.take() else {
+            return;
+        };
+        if let Some(seg) = self.segments.get_mut(&f.segment_base) {
+            let from = align_down(f.len as u64) as usize;
+            seg.tail.clear();
+            seg.tail.extend_from_slice(&f.buf.as_bytes()[from..f.len]);
+        }
+        if f.has_new_data() {
+            self.jobs.push_back(Job::Write(f));
+        }
+    }
+
+    /// The filling buffer of the active segment, with room for `needed` more bytes.
+    fn buffer_for(&mut self, needed: usize) -> &mut WriteBuf {
+        let active_base = self.active().meta.base_offset;
+        let fits = self
+            .filling
+            .as_ref()
+            .is_some_and(|f| f.segment_base == active_base && f.len + needed <= f.buf.len());
+        if !fits {
+            self.seal_filling();
+            let seg = self.active();
+            let carried = seg.tail.len();
+            let file_pos = align_down(seg.meta.size_bytes);
+            assert_eq!(
+                file_pos + carried as u64,
+                seg.meta.size_bytes,
+                "tail is the last partial page"
+            );
+            let capacity =
+                align_up((carried + needed) as u64).max(WRITE_BUFFER_BYTES as u64) as usize;
+            let mut buf = rtfs::alloc_buffer(capacity);
+            buf.as_bytes_mut()[..carried].copy_from_slice(&seg.tail);
+            let end_offset = seg.meta.next_offset;
+            self.filling = Some(WriteBuf {
+                segment_base: active_base,
+                file_pos,
+                buf,
+                len: carried,
+                carried,
+                end_offset,
+            });
+        }
+        self.filling.as_mut().expect("just ensured")
+    }
+
+    /// Starts a new active segment at the log end; the old one is finished by the
+    /// writer after its last buffer.
+    fn roll_now(&mut self) {
+        if self.active().meta.is_empty() {
+            return;
+        }
+        self.seal_filling();
+        let segment_base = self.active().meta.base_offset;
+        let snapshot_offset = self.log_end_offset;
+        self.jobs.push_back(Job::Finish {
+            segment_base,
+            snapshot_offset,
+            snapshot: self.producers.to_snapshot(),
+        });
+        self.segments
+            .insert(snapshot_offset, Segment::new(snapshot_offset));
+    }
+
+    /// Serves `[pos, pos + len)` of a segment from written buffers if they hold all of
+    /// it, passing the bytes to `sink` in order.
+    fn cache_visit(
+        &self,
+        segment_base: i64,
+        pos: u64,
+        len: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> bool {
+        let end = pos + len as u64;
+        let mut cur = pos;
+        for c in self.cache.iter().filter(|c| c.segment_base == segment_base) {
+            if c.file_pos <= cur && cur < c.file_pos + c.len as u64 {
+                cur = c.file_pos + c.len as u64;
+                if cur >= end {
+                    break;
+                }
+            }
+        }
+        if cur < end {
+            return false;
+        }
+        cur = pos;
+        for c in self.cache.iter().filter(|c| c.segment_base == segment_base) {
+            let c_end = c.file_pos + c.len as u64;
+            if c.file_pos <= cur && cur < c_end {
+                let take = (end.min(c_end) - cur) as usize;
+                let from = (cur - c.file_pos) as usize;
+                sink(&c.buf.as_bytes()[from..from + take]);
+                cur += take as u64;
+                if cur >= end {
+                    break;
+                }
+            }
+        }
+        true
+    }
+
+    fn drop_cache_where(&mut self, gone: impl Fn(&Chunk) -> bool) {
+        self.cache.retain(|c| !gone(c));
+        self.cache_bytes = self.cache.iter().map(|c| c.buf.len()).sum();
+    }
+}
+
+/// One partition's log.
+///
+/// Lives on the partition's owning shard only (`!Send`), shared there through `Rc`;
+/// state is behind a `RefCell` that is never borrowed across an `.await`.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    self_ref: Weak<PartitionLog>,
+    inner: RefCell<Inner>,
+    /// Fires when the high watermark advances.
+    hw_notify: Notify,
+    /// Fires when the writer completes a job or stops, and when maintenance ends.
+    io_event: Notify,
+}
+
+/// Held by a maintenance operation: the writer is idle and does not start until the
+/// guard drops. Appends still assign offsets and fill buffers meanwhile.
+struct MaintenanceGuard<'a>(&'a PartitionLog);
+
+impl Drop for MaintenanceGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let mut inner = self.0.inner.borrow_mut();
+            inner.maintenance = false;
+            inner.writer_blocked = false;
+        }
+        self.0.kick_writer();
+        self.0.io_event.notify(usize::MAX);
+    }
+}
+
+/// An append whose offsets are assigned, waiting for its write.
+struct Ticket {
+    info: AppendInfo,
+    /// Resolved once the high watermark (or the synced offset) reaches this.
+    end_offset: i64,
+    needs_sync: bool,
+    truncations: u64,
+}
+
+impl PartitionLog {
+    /// Opens or creates the log in `dir` (creating the directory), running recovery
+    /// (see the crate documentation).
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
+        std::fs::create_dir_all(&dir)?;
+        let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(files::TMP_SUFFIX) {
+                files::remove_if_exists(&dir.join(name))?;
+            } else if let Some(base) = parse_file_name(name, LOG_SUFFIX) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let start_checkpoint = match files::read_if_exists(&dir.join(LOG_START_FILE))? {
+            Some(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok()),
+            None => None,
+        };
+
+        let mut segments = BTreeMap::new();
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let next_base = bases.get(i + 1).copied();
+            let file = Rc::new(rtfs::open_read_write(&segment_path(&dir, base, LOG_SUFFIX)).await?);
+            assert_eq!(
+                PAGE_BYTES % file.alignment(),
+                0,
+                "device alignment above a page"
+            );
+            let file_len = rtfs::file_size(&file).await?;
+            let trusted = match next_base {
+                Some(next) if clean => SegmentMeta::load_trusted(&dir, base, file_len, next),
+                _ => None,
+            };
+            let meta = match trusted {
+                Some(meta) => meta,
+                None => {
+                    let out = scan(
+                        &file,
+                        file_len,
+                        base,
+                        true,
+                        None,
+                        config.index_interval_bytes,
+                        |_| {},
+                    )
+                    .await?;
+                    if out.meta.size_bytes < file_len {
+                        if let Some(reason) = &out.invalid_tail {
+                            tracing::warn!(dir = %dir.display(), base, reason, "truncating segment tail at recovery");
+                        }
+                        rtfs::truncate(&file, out.meta.size_bytes).await?;
+                        rtfs::fdatasync(&file).await?;
+                    }
+                    if next_base.is_some_and(|next| next != out.meta.next_offset) {
+                        // A hole in the middle of the log: nothing after it can be
+                        // trusted to follow on (Kafka drops the later segments too).
+                        tracing::warn!(dir = %dir.display(), base, "segment ends early; dropping later segments");
+                        for &later in &bases[i + 1..] {
+                            remove_segment_files(&dir, later)?;
+                        }
+                        bases.truncate(i + 1);
+                    }
+                    out.meta
+                }
+            };
+            let mut seg = Segment::new(base);
+            seg.written_bytes = meta.size_bytes;
+            seg.first_append_ms = (!meta.is_empty()).then_some(meta.max_timestamp_ms.max(0));
+            seg.meta = meta;
+            seg.file = Some(file);
+            segments.insert(base, seg);
+            i += 1;
+        }
+        if segments.is_empty() {
+            let base = start_checkpoint.unwrap_or(0).max(0);
+            segments.insert(base, Segment::new(base));
+        }
+        // The active segment's last partial page starts the next write buffer.
+        let (log_end_offset, first_base) = {
+            let active = segments.values_mut().next_back().expect("non-empty");
+            let size = active.meta.size_bytes;
+            let from = align_down(size);
+            if size > from {
+                let file = active.file.as_ref().expect("non-empty segment has a file");
+                let page = rtfs::read_at(file, from, (size - from) as usize).await?;
+                if page.len() as u64 != size - from {
+                    return Err(LogError::Corrupt {
+                        path: segment_path(&dir, active.meta.base_offset, LOG_SUFFIX)
+                            .display()
+                            .to_string(),
+                        reason: "short read of the last page".into(),
+                    });
+                }
+                active.tail = page.to_vec();
+            }
+            (
+                active.meta.next_offset,
+                *segments.keys().next().expect("non-empty"),
+            )
+        };
+        let log_start_offset = start_checkpoint
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end_offset);
+        let mut epochs = match files::read_if_exists(&dir.join(CHECKPOINT_FILE))? {
+            Some(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(EpochCache::from_text)
+                .unwrap_or_default(),
+            None => EpochCache::default(),
+        };
+        let epochs_changed =
+            epochs.truncate_from_end(log_end_offset) | epochs.truncate_from_start(log_start_offset);
+
+        let log = Rc::new_cyclic(|self_ref| PartitionLog {
+            dir: dir.clone(),
+            config: config.clone(),
+            self_ref: self_ref.clone(),
+            inner: RefCell::new(Inner {
+                segments,
+                log_start_offset,
+                log_end_offset,
+                high_watermark: log_end_offset,
+                synced_offset: log_end_offset,
+                sync_requested_offset: log_end_offset,
+                unsynced_records: 0,
+                last_sync_ms: sluice_rt::time::now_ms(),
+                producers: ProducerState::default(),
+                epochs,
+                filling: None,
+                jobs: VecDeque::new(),
+                writer_running: false,
+                writer_blocked: false,
+                maintenance: false,
+                truncations: 0,
+                cache: VecDeque::new(),
+                cache_bytes: 0,
+                failed: None,
+                closed: false,
+            }),
+            hw_notify: Notify::new(),
+            io_event: Notify::new(),
+        });
+        if epochs_changed {
+            log.write_epoch_checkpoint()?;
+        }
+        let producers = log.rebuild_producers(log_end_offset).await?;
+        log.inner.borrow_mut().producers = producers;
+        // From here on a crash is an unclean shutdown.
+        files::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+        files::sync_dir(&dir)?;
+        Ok(log)
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.borrow().log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.borrow().log_end_offset
+    }
+
+    /// Offset after the last batch whose write completed: the end of what readers may
+    /// see. Never moves back except by [`truncate_to`](Self::truncate_to).
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.borrow().high_watermark
+    }
+
+    /// Notified whenever the high watermark advances.
+    pub fn notify(&self) -> &Notify {
+        &self.hw_notify
+    }
+
+    /// Total logical size of the segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.meta.size_bytes)
+            .sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.inner.borrow().segments.keys().copied().collect()
+    }
+
+    /// `(epoch, start offset)` entries of the leader-epoch cache.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.inner.borrow().epochs.entries().to_vec()
+    }
+
+    /// OffsetForLeaderEpoch: the largest known epoch `<= epoch` and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let inner = self.inner.borrow();
+        inner.epochs.end_offset_for(epoch, inner.log_end_offset)
+    }
+
+    /// Appends the batches of `records` (a produce request's record set for this
+    /// partition): validates each ([`batch::validate`] with `max.message.bytes`),
+    /// checks idempotent-producer sequences, assigns offsets at call time (so
+    /// concurrent appends keep call order) and resolves once the data is written to
+    /// the segment file, and fdatasync'ed when the flush policy asks for it.
+    pub async fn append(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let ticket = self.begin_append(records, leader_epoch, now_ms)?;
+        self.kick_writer();
+        self.wait_for(&ticket).await?;
+        Ok(ticket.info)
+    }
+
+    fn begin_append(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Ticket, LogError> {
+        let max_batch_bytes = self.config.max_message_bytes as usize;
+        let mut inner = self.inner.borrow_mut();
+        inner.usable()?;
+        // 1. Validate every batch; nothing is appended unless all pass.
+        let (mut batches, mut idempotent, mut record_count) = (0usize, 0usize, 0i64);
+        for frame in batch::frames(records) {
+            let (pos, _) = frame?;
+            batch::validate(&records[pos..], max_batch_bytes)?;
+            let h = header(&records[pos..]).expect("validated");
+            batches += 1;
+            idempotent += usize::from(h.has_producer_id());
+            record_count += i64::from(h.last_offset_delta.get()) + 1;
+        }
+        if batches == 0 {
+            return Err(LogError::EmptyRecordSet);
+        }
+        // 2. Producer sequences.
+        if idempotent > 0 {
+            if batches == 1 {
+                let h = header(records).expect("validated");
+                if let SequenceCheck::Duplicate(m) = inner.producers.check(h)? {
+                    return Ok(Ticket {
+                        info: AppendInfo {
+                            base_offset: m.first_offset,
+                            last_offset: m.last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: inner.log_start_offset,
+                            duplicate: true,
+                        },
+                        end_offset: m.last_offset + 1,
+                        needs_sync: false,
+                        truncations: inner.truncations,
+                    });
+                }
+            } else {
+                // Rare (clients send one batch per partition): check in sequence on
+                // a scratch copy.
+                let mut scratch = inner.producers.clone();
+                for frame in batch::frames(records) {
+                    let (pos, _) = frame?;
+                    let h = header(&records[pos..]).expect("validated");
+                    match scratch.check(h)? {
+                        SequenceCheck::Append => scratch.update(h),
+                        SequenceCheck::Duplicate(_) => {
+                            return Err(LogError::OutOfOrderSequence {
+                                producer_id: h.producer_id(),
+                                expected_after: h.base_sequence(),
+                                found: h.base_sequence(),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        // 3. Roll by size, time, or relative-offset range.
+        let base_offset = inner.log_end_offset;
+        {
+            let active = &inner.active().meta;
+            let size_limit = self.config.segment_bytes.min(u64::from(u32::MAX));
+            let by_size = active.size_bytes + records.len() as u64 > size_limit;
+            let by_time = inner
+                .active()
+                .first_append_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms as i64);
+            let by_offsets = base_offset + record_count - active.base_offset > i64::from(i32::MAX);
+            if !active.is_empty() && (by_size || by_time || by_offsets) {
+                inner.roll_now();
+            }
+        }
+        // 4. Leader epoch (checkpointed before the data, so it never lags the log).
+        if inner.epochs.assign(leader_epoch, base_offset) {
+            let text = inner.epochs.to_text();
+            files::write_atomic(&self.dir.join(CHECKPOINT_FILE), text.as_bytes())?;
+        }
+        // 5. Copy into the write buffer and rewrite the headers there.
+        let append_time =
+            (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let interval = self.config.index_interval_bytes;
+        let buf_start = {
+            let wb = inner.buffer_for(records.len());
+            let start = wb.len;
+            wb.buf.as_bytes_mut()[start..start + records.len()].copy_from_slice(records);
+            wb.len += records.len();
+            start
+        };
+        let Inner {
+            filling,
+            segments,
+            producers,
+            ..
+        } = &mut *inner;
+        let wb = filling.as_mut().expect("buffer_for made one");
+        let seg = segments.values_mut().next_back().expect("active");
+        if seg.first_append_ms.is_none() {
+            seg.first_append_ms = Some(now_ms);
+        }
+        let mut next = base_offset;
+        let mut pos = 0;
+        while pos < records.len() {
+            let bytes = &mut wb.buf.as_bytes_mut()[buf_start + pos..buf_start + records.len()];
+            let size = batch::frame_size(bytes).expect("validated");
+            batch::assign_offsets(&mut bytes[..size], next, leader_epoch, append_time);
+            let h = header(bytes).expect("validated");
+            seg.meta
+                .on_batch(h, wb.file_pos + (buf_start + pos) as u64, interval);
+            producers.update(h);
+            next = h.next_offset();
+            pos += size;
+        }
+        wb.end_offset = next;
+        assert_eq!(next, base_offset + record_count);
+        inner.log_end_offset = next;
+        // 6. Flush policy.
+        inner.unsynced_records += record_count as u64;
+        let needs_sync = self
+            .config
+            .flush_messages
+            .is_some_and(|n| inner.unsynced_records >= n)
+            || self
+                .config
+                .flush_ms
+                .is_some_and(|ms| now_ms.saturating_sub(inner.last_sync_ms) >= ms as i64);
+        if needs_sync {
+            inner.sync_requested_offset = next;
+            inner.unsynced_records = 0;
+            inner.last_sync_ms = now_ms;
+        }
+        Ok(Ticket {
+            info: AppendInfo {
+                base_offset,
+                last_offset: next - 1,
+                log_append_time_ms: append_time.unwrap_or(-1),
+                log_start_offset: inner.log_start_offset,
+                duplicate: false,
+            },
+            end_offset: next,
+            needs_sync,
+            truncations: inner.truncations,
+        })
+    }
+
+    async fn wait_for(&self, ticket: &Ticket) -> Result<(), LogError> {
+        let done = || -> Result<bool, LogError> {
+            let inner = self.inner.borrow();
+            if inner.truncations != ticket.truncations && ticket.end_offset > inner.log_end_offset {
+                return Err(LogError::Truncated {
+                    end_offset: inner.log_end_offset,
+                });
+            }
+            let reached = if ticket.needs_sync {
+                inner.synced_offset
+            } else {
+                inner.high_watermark
+            };
+            if reached >= ticket.end_offset {
+                return Ok(true);
+            }
+            inner.usable()?;
+            Ok(false)
+        };
+        loop {
+            if done()? {
+                return Ok(());
+            }
+            let listener = self.io_event.listen();
+            if done()? {
+                return Ok(());
+            }
+            listener.await;
+        }
+    }
+
+    /// Starts the writer task if there is work and none is running.
+    fn kick_writer(&self) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.writer_running
+                || inner.writer_blocked
+                || inner.failed.is_some()
+                || inner.closed
+            {
+                return;
+            }
+            if inner.jobs.is_empty() && !inner.filling.as_ref().is_some_and(WriteBuf::has_new_data)
+            {
+                return;
+            }
+            inner.writer_running = true;
+        }
+        let Some(log) = self.self_ref.upgrade() else {
+            self.inner.borrow_mut().writer_running = false;
+            return;
+        };
+        sluice_rt::exec::spawn_detached(async move { log.writer_loop().await });
+    }
+
+    /// The writer task: one job at a time, in order, until there is none.
+    async fn writer_loop(self: Rc<Self>) {
+        loop {
+            let job = {
+                let mut inner = self.inner.borrow_mut();
+                if inner.writer_blocked || inner.failed.is_some() {
+                    None
+                } else if let Some(job) = inner.jobs.pop_front() {
+                    Some(job)
+                } else if inner.filling.as_ref().is_some_and(WriteBuf::has_new_data) {
+                    inner.seal_filling();
+                    inner.jobs.pop_front()
+                } else {
+                    None
+                }
+            };
+            let Some(job) = job else { break };
+            let result = match job {
+                Job::Write(wb) => self.write_job(wb).await,
+                Job::Finish {
+                    segment_base,
+                    snapshot_offset,
+                    snapshot,
+                } => {
+                    self.finish_job(segment_base, snapshot_offset, &snapshot)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(dir = %self.dir.display(), error = %e, "log write failed; log is offline");
+                self.inner.borrow_mut().failed = Some(e.to_string());
+                break;
+            }
+            self.io_event.notify(usize::MAX);
+        }
+        self.inner.borrow_mut().writer_running = false;
+        self.io_event.notify(usize::MAX);
+    }
+
+    async fn segment_file(&self, segment_base: i64) -> Result<Rc<DmaFile>, LogError> {
+        let existing = {
+            let inner = self.inner.borrow();
+            let seg = inner
+                .segments
+                .get(&segment_base)
+                .expect("jobs refer to live segments");
+            seg.file.clone()
+        };
+        if let Some(file) = existing {
+            return Ok(file);
+        }
+        let file = Rc::new(
+            rtfs::open_read_write(&segment_path(&self.dir, segment_base, LOG_SUFFIX)).await?,
+        );
+        assert_eq!(
+            PAGE_BYTES % file.alignment(),
+            0,
+            "device alignment above a page"
+        );
+        // Durability step 2: the new file's directory entry.
+        files::sync_dir(&self.dir)?;
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner
+            .segments
+            .get_mut(&segment_base)
+            .expect("jobs refer to live segments");
+        seg.file = Some(file.clone());
+        Ok(file)
+    }
+
+    async fn write_job(&self, wb: WriteBuf) -> Result<(), LogError> {
+        let file = self.segment_file(wb.segment_base).await?;
+        let WriteBuf {
+            segment_base,
+            file_pos,
+            mut buf,
+            len,
+            end_offset,
+            ..
+        } = wb;
+        let padded = align_up(len as u64) as usize;
+        let end = file_pos + padded as u64;
+        let preallocated = self
+            .inner
+            .borrow()
+            .segments
+            .get(&segment_base)
+            .map_or(0, |s| s.preallocated_bytes);
+        if self.config.preallocate_bytes > 0 && end > preallocated {
+            let target = align_up(end + self.config.preallocate_bytes);
+            rtfs::preallocate(&file, target).await?;
+            if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
+                seg.preallocated_bytes = target;
+            }
+        }
+        buf.as_bytes_mut()[len..padded].fill(0);
+        buf.trim_to_size(padded);
+        let buf = Rc::new(buf);
+        rtfs::write_all_at(&file, buf.clone(), file_pos).await?;
+        let needs_sync = {
+            let inner = self.inner.borrow();
+            inner.sync_requested_offset > inner.synced_offset
+        };
+        if needs_sync {
+            rtfs::fdatasync(&file).await?;
+        }
+        {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(seg) = inner.segments.get_mut(&segment_base) {
+                seg.written_bytes = file_pos + len as u64;
+            }
+            assert!(
+                end_offset >= inner.high_watermark,
+                "the high watermark never moves back"
+            );
+            inner.high_watermark = end_offset;
+            if needs_sync {
+                inner.synced_offset = end_offset;
+            }
+            inner.cache_bytes += buf.len();
+            inner.cache.push_back(Chunk {
+                segment_base,
+                file_pos,
+                buf,
+                len,
+            });
+            while inner.cache_bytes > READ_CACHE_BYTES && inner.cache.len() > 1 {
+                let old = inner.cache.pop_front().expect("non-empty");
+                inner.cache_bytes -= old.buf.len();
+            }
+        }
+        self.hw_notify.notify(usize::MAX);
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        segment_base: i64,
+        snapshot_offset: i64,
+        snapshot: &[u8],
+    ) -> Result<(), LogError> {
+        let (file, size) = {
+            let inner = self.inner.borrow();
+            match inner.segments.get(&segment_base) {
+                Some(seg) => (seg.file.clone(), seg.meta.size_bytes),
+                None => return Ok(()),
+            }
+        };
+        if let Some(file) = &file {
+            rtfs::truncate(file, size).await?;
+            rtfs::fdatasync(file).await?;
+        }
+        {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(seg) = inner.segments.get_mut(&segment_base) {
+                seg.meta.persist_indexes(&self.dir)?;
+                seg.tail = Vec::new();
+                seg.preallocated_bytes = size;
+            }
+        }
+        self.write_snapshot(snapshot_offset, snapshot)?;
+        Ok(())
+    }
+
+    fn write_snapshot(&self, offset: i64, snapshot: &[u8]) -> Result<(), LogError> {
+        files::write_atomic(&segment_path(&self.dir, offset, SNAPSHOT_SUFFIX), snapshot)?;
+        let mut offsets = self.snapshot_offsets()?;
+        offsets.sort_unstable();
+        let excess = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
+        for &old in &offsets[..excess] {
+            files::remove_if_exists(&segment_path(&self.dir, old, SNAPSHOT_SUFFIX))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_offsets(&self) -> Result<Vec<i64>, LogError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            if let Some(o) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| parse_file_name(n, SNAPSHOT_SUFFIX))
+            {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_epoch_checkpoint(&self) -> Result<(), LogError> {
+        let text = self.inner.borrow().epochs.to_text();
+        files::write_atomic(&self.dir.join(CHECKPOINT_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Producer state as of `end_offset`: the latest snapshot at or below it, plus the
+    /// batch headers after the snapshot (read from the segment files). Snapshots past
+    /// `end_offset` are deleted.
+    async fn rebuild_producers(&self, end_offset: i64) -> Result<ProducerState, LogError> {
+        let mut offsets = self.snapshot_offsets()?;
+        offsets.sort_unstable();
+        let mut state = ProducerState::default();
+        let mut from = i64::MIN;
+        for &o in offsets.iter().rev() {
+            let path = segment_path(&self.dir, o, SNAPSHOT_SUFFIX);
+            if o > end_offset {
+                files::remove_if_exists(&path)?;
+                continue;
+            }
+            if let Some(s) =
+                files::read_if_exists(&path)?.and_then(|b| ProducerState::from_snapshot(&b))
+            {
+                state = s;
+                from = o;
+                break;
+            }
+        }
+        let segments: Vec<(i64, Option<Rc<DmaFile>>, u64)> = {
+            let inner = self.inner.borrow();
+            inner
+                .segments
+                .values()
+                .filter(|s| s.meta.next_offset > from && s.meta.base_offset < end_offset)
+                .map(|s| (s.meta.base_offset, s.file.clone(), s.written_bytes))
+                .collect()
+        };
+        for (base, file, written) in segments {
+            let Some(file) = file else { continue };
+            scan(
+                &file,
+                written,
+                base,
+                false,
+                Some(end_offset),
+                self.config.index_interval_bytes,
+                |h| {
+                    if h.base_offset() >= from {
+                        state.update(h);
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(state)
+    }
+
+    /// Waits until everything appended so far is written.
+    async fn wait_idle(&self) -> Result<(), LogError> {
+        loop {
+            {
+                let inner = self.inner.borrow();
+                if let Some(reason) = &inner.failed {
+                    return Err(LogError::Offline(reason.clone()));
+                }
+                if inner.is_idle() {
+                    return Ok(());
+                }
+            }
+            self.kick_writer();
+            let listener = self.io_event.listen();
+            if self.inner.borrow().is_idle() {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    /// Takes the maintenance lock and waits for the writer to go idle; the writer does
+    /// not start again until the guard drops.
+    async fn lock(&self) -> Result<MaintenanceGuard<'_>, LogError> {
+        loop {
+            {
+                let mut inner = self.inner.borrow_mut();
+                inner.usable()?;
+                if !inner.maintenance {
+                    inner.maintenance = true;
+                    break;
+                }
+            }
+            let listener = self.io_event.listen();
+            if !self.inner.borrow().maintenance {
+                continue;
+            }
+            listener.await;
+        }
+        let guard = MaintenanceGuard(self);
+        self.wait_idle().await?;
+        self.inner.borrow_mut().writer_blocked = true;
+        Ok(guard)
+    }
+
+    /// Returns whole batches starting with the one that contains `offset`: at most
+    /// `max_bytes` in all, except that the first batch is returned whole when
+    /// `min_one` (KIP-74); only batches whose last offset is below `upper_bound`
+    /// (itself capped at the high watermark). Empty at the end of the log.
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one: bool,
+    ) -> Result<Bytes, LogError> {
+        let upper = {
+            let inner = self.inner.borrow();
+            if inner.closed {
+                return Err(LogError::Closed);
+            }
+            if offset < inner.log_start_offset || offset > inner.log_end_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: inner.log_start_offset,
+                    log_end_offset: inner.log_end_offset,
+                });
+            }
+            upper_bound.min(inner.high_watermark)
+        };
+        let mut out = BytesMut::new();
+        let mut cur = offset;
+        while cur < upper {
+            let Some(loc) = self.locate(cur) else { break };
+            let window = (max_bytes.saturating_add(self.config.index_interval_bytes as usize))
+                .clamp(MIN_READ_WINDOW_BYTES, MAX_READ_WINDOW_BYTES);
+            let mut src = Source::new(self, &loc, window);
+            let mut pos = loc.start_pos;
+            let mut head = [0u8; HEADER_SIZE];
+            let mut full = false;
+            while pos < loc.limit {
+                let h = src.header_at(pos, &mut head).await?;
+                let size = h.total_size();
+                let last = h.last_offset();
+                if last < cur {
+                    pos += size as u64;
+                    continue;
+                }
+                if last >= upper || (out.len() + size > max_bytes && !(min_one && out.is_empty())) {
+                    full = true;
+                    break;
+                }
+                if out.is_empty() {
+                    out.reserve(max_bytes.min((loc.limit - pos) as usize).max(size));
+                }
+                let next = h.next_offset();
+                src.copy_into(pos, size, &mut out).await?;
+                pos += size as u64;
+                cur = next;
+            }
+            if full || loc.is_last {
+                break;
+            }
+            cur = cur.max(loc.next_offset);
+        }
+        Ok(out.freeze())
+    }
+
+    /// The segment holding `offset` (or the first after it) and where to start
+    /// scanning for it.
+    fn locate(&self, offset: i64) -> Option<Location> {
+        let inner = self.inner.borrow();
+        let seg = match inner.segments.range(..=offset).next_back() {
+            Some((_, s)) if offset < s.meta.next_offset => s,
+            _ => inner.segments.range(offset + 1..).next().map(|(_, s)| s)?,
+        };
+        let start_pos = if offset > seg.meta.base_offset {
+            u64::from(seg.meta.index.lookup(seg.meta.relative(offset)))
+        } else {
+            0
+        };
+        let is_last = inner
+            .segments
+            .range(seg.meta.base_offset + 1..)
+            .next()
+            .is_none();
+        Some(Location {
+            segment_base: seg.meta.base_offset,
+            file: seg.file.clone(),
+            start_pos,
+            limit: seg.written_bytes,
+            next_offset: seg.meta.next_offset,
+            is_last,
+        })
+    }
+
+    /// ListOffsets by timestamp: the first offset whose record timestamp is
+    /// `>= timestamp_ms`, with that timestamp. Records of uncompressed batches are
+    /// walked to find the exact record; for compressed (or `LogAppendTime`) batches
+    /// the answer is the batch's base offset and max timestamp. `None` if no record
+    /// qualifies. (Kafka's special timestamps -1/-2 are the caller's: they are
+    /// `log_end_offset` / `log_start_offset`.)
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let (candidates, hw, log_start) = {
+            let inner = self.inner.borrow();
+            inner.usable()?;
+            let c: Vec<(i64, u64)> = inner
+                .segments
+                .values()
+                .filter(|s| s.meta.max_timestamp_ms >= timestamp_ms)
+                .map(|s| {
+                    let rel = s.meta.time_index.lookup(timestamp_ms);
+                    (s.meta.base_offset, u64::from(s.meta.index.lookup(rel)))
+                })
+                .collect();
+            (c, inner.high_watermark, inner.log_start_offset)
+        };
+        for (base, start_pos) in candidates {
+            let Some(loc) = self.locate(base) else { break };
+            if loc.segment_base != base {
+                continue;
+            }
+            let mut src = Source::new(self, &loc, MIN_READ_WINDOW_BYTES);
+            let mut pos = start_pos;
+            let mut head = [0u8; HEADER_SIZE];
+            while pos < loc.limit {
+                let h = src.header_at(pos, &mut head).await?;
+                let size = h.total_size();
+                if h.last_offset() >= hw {
+                    return Ok(None);
+                }
+                if h.last_offset() >= log_start && h.max_timestamp() >= timestamp_ms {
+                    let walkable =
+                        h.compression() == Some(Compression::None) && !h.is_log_append_time();
+                    if !walkable {
+                        return Ok(Some((h.base_offset().max(log_start), h.max_timestamp())));
+                    }
+                    let mut whole = BytesMut::with_capacity(size);
+                    src.copy_into(pos, size, &mut whole).await?;
+                    if let Some((offset, ts)) =
+                        records::first_record_at_or_after(&whole, timestamp_ms)
+                    {
+                        if offset >= log_start {
+                            return Ok(Some((offset, ts)));
+                        }
+                    }
+                }
+                pos += size as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops every batch whose last offset is `>= offset` (the batch containing
+    /// `offset` goes whole); the log end becomes the base of the first dropped batch.
+    /// Appends not yet written that the cut removes fail with `Truncated`.
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let guard = self.lock().await?;
+        let (base, file, written) = {
+            let inner = self.inner.borrow();
+            if offset >= inner.log_end_offset {
+                return Ok(());
+            }
+            if offset < inner.log_start_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: inner.log_start_offset,
+                    log_end_offset: inner.log_end_offset,
+                });
+            }
+            let (_, seg) = inner
+                .segments
+                .range(..=offset)
+                .next_back()
+                .expect("offset >= log start");
+            (seg.meta.base_offset, seg.file.clone(), seg.written_bytes)
+        };
+        let interval = self.config.index_interval_bytes;
+        let (meta, tail) = match &file {
+            Some(f) => {
+                let meta = scan(f, written, base, false, Some(offset), interval, |_| {})
+                    .await?
+                    .meta;
+                let size = meta.size_bytes;
+                let from = align_down(size);
+                let tail = if size > from {
+                    rtfs::read_at(f, from, (size - from) as usize)
+                        .await?
+                        .to_vec()
+                } else {
+                    Vec::new()
+                };
+                (meta, tail)
+            }
+            None => (SegmentMeta::new(base), Vec::new()),
+        };
+        let new_end = meta.next_offset;
+        let producers = self.rebuild_producers(new_end).await?;
+        let size = meta.size_bytes;
+        // Apply in one step.
+        let removed: Vec<(i64, Option<Rc<DmaFile>>)> = {
+            let mut inner = self.inner.borrow_mut();
+            let later: Vec<i64> = inner.segments.range(base + 1..).map(|(&b, _)| b).collect();
+            let removed = later
+                .into_iter()
+                .map(|b| (b, inner.segments.remove(&b).and_then(|s| s.file)))
+                .collect();
+            let seg = inner.segments.get_mut(&base).expect("cut segment");
+            seg.first_append_ms = if meta.is_empty() {
+                None
+            } else {
+                seg.first_append_ms
+            };
+            seg.meta = meta;
+            seg.written_bytes = size;
+            seg.tail = tail;
+            seg.preallocated_bytes = 0;
+            inner.filling = None;
+            inner.jobs.clear();
+            inner.log_end_offset = new_end;
+            inner.high_watermark = inner.high_watermark.min(new_end);
+            inner.synced_offset = inner.synced_offset.min(new_end);
+            inner.sync_requested_offset = inner.sync_requested_offset.min(new_end);
+            inner.producers = producers;
+            inner.epochs.truncate_from_end(new_end);
+            inner.truncations += 1;
+            inner.drop_cache_where(|c| {
+                c.segment_base > base
+                    || (c.segment_base == base && c.file_pos + c.len as u64 > size)
+            });
+            removed
+        };
+        self.io_event.notify(usize::MAX);
+        if let Some(f) = &file {
+            rtfs::truncate(f, size).await?;
+            rtfs::fdatasync(f).await?;
+        }
+        for (b, f) in removed {
+            if let Some(f) = f {
+                rtfs::close_rc(f).await?;
+            }
+            remove_segment_files(&self.dir, b)?;
+        }
+        files::sync_dir(&self.dir)?;
+        self.write_epoch_checkpoint()?;
+        drop(guard);
+        Ok(())
+    }
+
+    /// Starts a new segment at the log end (no-op while the active one is empty), and
+    /// waits until the old one is finished on disk.
+    pub async fn roll(&self) -> Result<(), LogError> {
+        self.inner.borrow_mut().roll_now();
+        self.kick_writer();
+        self.wait_idle().await
+    }
+
+    /// Deletes whole segments, oldest first, that are past `retention.ms` (by their
+    /// largest timestamp), that keep the log over `retention.bytes`, or that lie
+    /// wholly below the log start offset. Never the active segment. Returns how many.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let guard = self.lock().await?;
+        let victims: Vec<i64> = {
+            let inner = self.inner.borrow();
+            let mut remaining: u64 = inner.segments.values().map(|s| s.meta.size_bytes).sum();
+            let mut out = Vec::new();
+            let closed: Vec<&Segment> = inner.segments.values().collect();
+            for pair in closed.windows(2) {
+                let (s, next) = (pair[0], pair[1]);
+                let size = s.meta.size_bytes;
+                let by_time = self.config.retention_ms.is_some_and(|ms| {
+                    s.meta.max_timestamp_ms >= 0
+                        && now_ms.saturating_sub(s.meta.max_timestamp_ms) > ms as i64
+                });
+                let by_size = self
+                    .config
+                    .retention_bytes
+                    .is_some_and(|limit| remaining - size >= limit);
+                let by_start = next.meta.base_offset <= inner.log_start_offset;
+                if !(by_time || by_size || by_start) {
+                    break;
+                }
+                out.push(s.meta.base_offset);
+                remaining -= size;
+            }
+            out
+        };
+        self.remove_segments(&victims).await?;
+        drop(guard);
+        Ok(victims.len())
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the high
+    /// watermark), persists it, and deletes segments wholly below it. Returns the new
+    /// log start offset.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let guard = self.lock().await?;
+        let victims: Vec<i64> = {
+            let mut inner = self.inner.borrow_mut();
+            if offset > inner.high_watermark || offset < 0 {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: inner.log_start_offset,
+                    log_end_offset: inner.log_end_offset,
+                });
+            }
+            if offset <= inner.log_start_offset {
+                return Ok(inner.log_start_offset);
+            }
+            inner.log_start_offset = offset;
+            let bases: Vec<i64> = inner.segments.keys().copied().collect();
+            bases
+                .windows(2)
+                .take_while(|w| w[1] <= offset)
+                .map(|w| w[0])
+                .collect()
+        };
+        files::write_atomic(
+            &self.dir.join(LOG_START_FILE),
+            offset.to_string().as_bytes(),
+        )?;
+        self.remove_segments(&victims).await?;
+        drop(guard);
+        Ok(self.log_start_offset())
+    }
+
+    /// Removes the given (non-active) segments, then moves the log start to the first
+    /// remaining segment if it was below it. Called under the maintenance lock.
+    async fn remove_segments(&self, bases: &[i64]) -> Result<(), LogError> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<(i64, Option<Rc<DmaFile>>)> = {
+            let mut inner = self.inner.borrow_mut();
+            let active_base = inner.active().meta.base_offset;
+            let mut out = Vec::new();
+            for &b in bases {
+                assert_ne!(b, active_base, "the active segment is never deleted");
+                if let Some(seg) = inner.segments.remove(&b) {
+                    out.push((b, seg.file));
+                }
+            }
+            let first = *inner.segments.keys().next().expect("active remains");
+            inner.log_start_offset = inner.log_start_offset.max(first);
+            let start = inner.log_start_offset;
+            inner.epochs.truncate_from_start(start);
+            inner.drop_cache_where(|c| c.segment_base < first);
+            out
+        };
+        for (b, f) in files {
+            if let Some(f) = f {
+                rtfs::close_rc(f).await?;
+            }
+            remove_segment_files(&self.dir, b)?;
+        }
+        files::sync_dir(&self.dir)?;
+        self.write_epoch_checkpoint()?;
+        Ok(())
+    }
+
+    /// fdatasyncs everything appended so far.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.wait_idle().await?;
+        let (file, hw) = {
+            let inner = self.inner.borrow();
+            (inner.active().file.clone(), inner.high_watermark)
+        };
+        if let Some(f) = file {
+            rtfs::fdatasync(&f).await?;
+        }
+        let mut inner = self.inner.borrow_mut();
+        inner.synced_offset = inner.synced_offset.max(hw);
+        Ok(())
+    }
+
+    /// Flushes, writes the active segment's indexes, the producer snapshot and the
+    /// checkpoints, then the clean-shutdown marker. The log takes no more requests.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let guard = self.lock().await?;
+        let (file, size) = {
+            let inner = self.inner.borrow();
+            (inner.active().file.clone(), inner.active().meta.size_bytes)
+        };
+        if let Some(f) = &file {
+            rtfs::truncate(f, size).await?;
+            rtfs::fdatasync(f).await?;
+        }
+        let (snapshot, end, start) = {
+            let inner = self.inner.borrow();
+            inner.active().meta.persist_indexes(&self.dir)?;
+            (
+                inner.producers.to_snapshot(),
+                inner.log_end_offset,
+                inner.log_start_offset,
+            )
+        };
+        self.write_snapshot(end, &snapshot)?;
+        self.write_epoch_checkpoint()?;
+        files::write_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())?;
+        files::write_atomic(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        self.shut().await?;
+        drop(guard);
+        Ok(())
+    }
+
+    /// Marks the log closed and closes its files.
+    async fn shut(&self) -> Result<(), LogError> {
+        let files: Vec<Rc<DmaFile>> = {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed = true;
+            inner.cache.clear();
+            inner.cache_bytes = 0;
+            inner.filling = None;
+            inner.jobs.clear();
+            inner
+                .segments
+                .values_mut()
+                .filter_map(|s| s.file.take())
+                .collect()
+        };
+        self.io_event.notify(usize::MAX);
+        self.hw_notify.notify(usize::MAX);
+        for f in files {
+            rtfs::close_rc(f).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the log and its directory (topic deletion).
+    pub async fn delete(self: Rc<Self>) -> Result<(), LogError> {
+        let guard = self.lock().await?;
+        self.shut().await?;
+        drop(guard);
+        std::fs::remove_dir_all(&self.dir)?;
+        if let Some(parent) = self.dir.parent() {
+            files::sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_segment_files(dir: &Path, base: i64) -> std::io::Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        files::remove_if_exists(&segment_path(dir, base, suffix))?;
+    }
+    Ok(())
+}
+
+/// Where a read goes in one segment.
+struct Location {
+    segment_base: i64,
+    file: Option<Rc<DmaFile>>,
+    start_pos: u64,
+    /// Written bytes: readers never look past them.
+    limit: u64,
+    next_offset: i64,
+    is_last: bool,
+}
+
+/// Reads bytes of one segment for a fetch: from the cache of written buffers when it
+/// holds them, else from the file through a read window.
+struct Source<'a> {
+    log: &'a PartitionLog,
+    segment_base: i64,
+    file: Option<Rc<DmaFile>>,
+    limit: u64,
+    window: Option<(u64, ReadResult)>,
+    window_bytes: usize,
+}
+
+impl<'a> Source<'a> {
+    fn new(log: &'a PartitionLog, loc: &Location, window_bytes: usize) -> Source<'a> {
+        Source {
+            log,
+            segment_base: loc.segment_base,
+            file: loc.file.clone(),
+            limit: loc.limit,
+            window: None,
+            window_bytes,
+        }
+    }
+
+    fn corrupt(&self, pos: u64, reason: &str) -> LogError {
+        LogError::Corrupt {
+            path: segment_path(&self.log.dir, self.segment_base, LOG_SUFFIX)
+                .display()
+                .to_string(),
+            reason: format!("at position {pos}: {reason}"),
+        }
+    }
+
+    async fn visit(
+        &mut self,
+        pos: u64,
+        len: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), LogError> {
+        if pos + len as u64 > self.limit {
+            return Err(self.corrupt(pos, "batch runs past the written end"));
+        }
+        if self
+            .log
+            .inner
+            .borrow()
+            .cache_visit(self.segment_base, pos, len, sink)
+        {
+            return Ok(());
+        }
+        let covered = self
+            .window
+            .as_ref()
+            .is_some_and(|(s, w)| *s <= pos && pos + len as u64 <= *s + w.len() as u64);
+        if !covered {
+            let Some(file) = &self.file else {
+                return Err(self.corrupt(pos, "segment has no file"));
+            };
+            let n = len.max(self.window_bytes).min((self.limit - pos) as usize);
+            let w = rtfs::read_at(file, pos, n).await?;
+            if w.len() < len {
+                return Err(self.corrupt(pos, "short read"));
+            }
+            self.window = Some((pos, w));
+        }
+        let (s, w) = self.window.as_ref().expect("window covers the range");
+        let from = (pos - s) as usize;
+        sink(&w[from..from + len]);
+        Ok(())
+    }
+
+    /// The header of the batch at `pos`, checked for a sane length.
+    async fn header_at<'h>(
+        &mut self,
+        pos: u64,
+        head: &'h mut [u8; HEADER_SIZE],
+    ) -> Result<&'h batch::BatchHeader, LogError> {
+        let mut filled = 0;
+        self.visit(pos, HEADER_SIZE, &mut |s| {
+            head[filled..filled + s.len()].copy_from_slice(s);
+            filled += s.len();
+        })
+        .await?;
+        let h = header(&head[..]).expect("header-sized");
+        if h.batch_length.get() < (HEADER_SIZE - batch::LOG_OVERHEAD) as i32
+            || pos + h.total_size() as u64 > self.limit
+        {
+            return Err(self.corrupt(pos, "bad batch length"));
+        }
+        Ok(h)
+    }
+
+    async fn copy_into(
+        &mut self,
+        pos: u64,
+        len: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), LogError> {
+        self.visit(pos, len, &mut |s| out.extend_from_slice(s))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{make_batch, make_batch_with_timestamps, BASE_TIMESTAMP_MS};
+    use sluice_core::config::TimestampType;
+    use std::future::Future;
+
+    const NOW: i64 = BASE_TIMESTAMP_MS + 1_000;
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 64 * 1024,
+            index_interval_bytes: 1024,
+            preallocate_bytes: 256 * 1024,
+            retention_ms: None,
+            ..LogConfig::default()
+        }
+    }
+
+    fn run<F, Fut>(f: F)
+    where
+        F: FnOnce(PathBuf) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        sluice_rt::exec::block_on(async move { f(path).await });
+        drop(dir);
+    }
+
+    /// Appends `n` single-batch requests of `records` records each; returns the
+    /// batches as stored (with their assigned offsets).
+    async fn append_n(log: &PartitionLog, n: usize, records: i32, payload: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let mut b = make_batch(records, payload, None);
+            let info = log.append(&b, 0, NOW).await.unwrap();
+            batch::assign_offsets(&mut b, info.base_offset, 0, None);
+            out.push(b);
+        }
+        out
+    }
+
+    async fn read_all(log: &PartitionLog, from: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut next = from;
+        loop {
+            let bytes = log
+                .read(next, 10_000, log.high_watermark(), true)
+                .await
+                .unwrap();
+            if bytes.is_empty() {
+                return out;
+            }
+            for f in batch::frames(&bytes) {
+                let (pos, size) = f.unwrap();
+                batch::validate(&bytes[pos..pos + size], usize::MAX).unwrap();
+                next = header(&bytes[pos..]).unwrap().next_offset();
+            }
+            out.extend_from_slice(&bytes);
+        }
+    }
+
+    fn last_segment_path(dir: &Path) -> PathBuf {
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().into_string().unwrap();
+                n.ends_with(".log").then(|| dir.join(n))
+            })
+            .collect();
+        logs.sort();
+        logs.pop().unwrap()
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_reads_back() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(
+                (
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                    log.high_watermark()
+                ),
+                (0, 0, 0)
+            );
+            let stored = append_n(&log, 20, 3, 300).await;
+            assert_eq!((log.log_end_offset(), log.high_watermark()), (60, 60));
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            // Reading from an offset in the middle of a batch returns that batch.
+            let bytes = log.read(4, 1, 60, true).await.unwrap();
+            assert_eq!(&bytes[..], &stored[1][..]);
+            log.close().await.unwrap();
+            // After a clean restart everything comes from the file.
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert_eq!(log.log_end_offset(), 60);
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            assert_eq!(read_all(&log, 31).await, stored[10..].concat());
+        });
+    }
+
+    #[test]
+    fn read_bounds_and_min_one() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            let stored = append_n(&log, 4, 2, 500).await;
+            let size = stored[0].len();
+            assert!(matches!(
+                log.read(9, 100, 8, true).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            assert!(matches!(
+                log.read(-1, 100, 8, true).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            assert!(log.read(8, 100, 8, true).await.unwrap().is_empty());
+            // max_bytes smaller than a batch: nothing unless min_one.
+            assert!(log.read(0, size - 1, 8, false).await.unwrap().is_empty());
+            assert_eq!(log.read(0, size - 1, 8, true).await.unwrap().len(), size);
+            // Exactly two batches fit.
+            assert_eq!(
+                log.read(0, 2 * size + 1, 8, false).await.unwrap().len(),
+                2 * size
+            );
+            // The upper bound excludes the batch containing it.
+            assert_eq!(
+                log.read(0, 1 << 20, 5, false).await.unwrap().len(),
+                2 * size
+            );
+            assert!(log.read(0, 1 << 20, 0, true).await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn rolls_by_size_and_time_and_persists_indexes() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let stored = append_n(&log, 40, 4, 4000).await; // ~160 KiB over 64 KiB segments
+            assert!(log.segment_count() >= 3, "{}", log.segment_count());
+            assert!(dir.join("00000000000000000000.index").exists());
+            assert!(dir.join("00000000000000000000.timeindex").exists());
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            // Time: an append segment.ms after the segment's first one rolls.
+            let cfg = LogConfig {
+                segment_ms: 1_000,
+                ..config()
+            };
+            let log2 = PartitionLog::open(dir.join("../t-1"), cfg).await.unwrap();
+            let b = make_batch(1, 10, None);
+            log2.append(&b, 0, NOW).await.unwrap();
+            log2.append(&b, 0, NOW + 999).await.unwrap();
+            assert_eq!(log2.segment_count(), 1);
+            log2.append(&b, 0, NOW + 1_000).await.unwrap();
+            assert_eq!(log2.segment_base_offsets(), vec![0, 2]);
+            // Explicit roll; a roll of an empty segment is a no-op.
+            log2.roll().await.unwrap();
+            log2.roll().await.unwrap();
+            assert_eq!(log2.segment_base_offsets(), vec![0, 2, 3]);
+            log.close().await.unwrap();
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+        });
+    }
+
+    async fn reopen_after_damage(
+        dir: PathBuf,
+        damage: impl FnOnce(&Path),
+    ) -> (Vec<Vec<u8>>, Rc<PartitionLog>) {
+        let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+        let stored = append_n(&log, 5, 2, 700).await;
+        drop(log); // unclean: no close
+        damage(&last_segment_path(&dir));
+        let log = PartitionLog::open(dir, config()).await.unwrap();
+        (stored, log)
+    }
+
+    #[test]
+    fn recovery_truncates_torn_tail() {
+        run(|dir| async move {
+            let (stored, log) = reopen_after_damage(dir.clone(), |p| {
+                let len: usize = stored_len_before_last(p);
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.set_len(len as u64 + 100).unwrap();
+            })
+            .await;
+            assert_eq!(log.log_end_offset(), 8);
+            assert_eq!(read_all(&log, 0).await, stored[..4].concat());
+            // The log continues after the cut.
+            let more = append_n(&log, 1, 2, 10).await;
+            assert_eq!(header(&more[0]).unwrap().base_offset(), 8);
+            assert_eq!(
+                std::fs::metadata(last_segment_path(&dir)).unwrap().len() % PAGE_BYTES,
+                0
+            );
+        });
+    }
+
+    /// Byte position where the last batch of the segment starts.
+    fn stored_len_before_last(p: &Path) -> usize {
+        let bytes = std::fs::read(p).unwrap();
+        let mut last = 0;
+        for f in batch::frames(&bytes) {
+            match f {
+                Ok((pos, _)) if header(&bytes[pos..]).unwrap().batch_length.get() > 0 => last = pos,
+                _ => break,
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn recovery_truncates_corrupt_crc() {
+        run(|dir| async move {
+            let (stored, log) = reopen_after_damage(dir, |p| {
+                let pos = stored_len_before_last(p);
+                let mut bytes = std::fs::read(p).unwrap();
+                bytes[pos + HEADER_SIZE + 5] ^= 0x55;
+                std::fs::write(p, bytes).unwrap();
+            })
+            .await;
+            assert_eq!(log.log_end_offset(), 8);
+            assert_eq!(read_all(&log, 0).await, stored[..4].concat());
+        });
+    }
+
+    #[test]
+    fn recovery_drops_zero_tail() {
+        run(|dir| async move {
+            let (stored, log) = reopen_after_damage(dir.clone(), |p| {
+                let mut bytes = std::fs::read(p).unwrap();
+                bytes.extend_from_slice(&[0u8; 20_000]);
+                std::fs::write(p, bytes).unwrap();
+            })
+            .await;
+            assert_eq!(log.log_end_offset(), 10);
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            let expected: usize = stored.iter().map(Vec::len).sum();
+            assert_eq!(
+                std::fs::metadata(last_segment_path(&dir)).unwrap().len(),
+                expected as u64
+            );
+        });
+    }
+
+    #[test]
+    fn idempotent_producer_duplicate_gap_epoch_and_restart() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let b0 = make_batch(3, 30, Some((9, 0, 0)));
+            let b1 = make_batch(2, 30, Some((9, 0, 3)));
+            let i0 = log.append(&b0, 0, NOW).await.unwrap();
+            log.append(&b1, 0, NOW).await.unwrap();
+            let dup = log.append(&b0, 0, NOW).await.unwrap();
+            assert_eq!(
+                (dup.base_offset, dup.last_offset, dup.duplicate),
+                (i0.base_offset, i0.last_offset, true)
+            );
+            assert_eq!(log.log_end_offset(), 5);
+            let gap = make_batch(1, 30, Some((9, 0, 7)));
+            let e = log.append(&gap, 0, NOW).await.unwrap_err();
+            assert_eq!(
+                e.error_code(),
+                sluice_core::ErrorCode::OutOfOrderSequenceNumber
+            );
+            log.append(&make_batch(1, 30, Some((9, 1, 0))), 0, NOW)
+                .await
+                .unwrap();
+            let e = log
+                .append(&make_batch(1, 30, Some((9, 0, 5))), 0, NOW)
+                .await
+                .unwrap_err();
+            assert_eq!(e.error_code(), sluice_core::ErrorCode::InvalidProducerEpoch);
+            let b2 = make_batch(1, 30, Some((9, 1, 1)));
+            log.append(&b2, 0, NOW).await.unwrap();
+            // Unclean restart: state rebuilt from the batch headers.
+            drop(log);
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let dup = log.append(&b2, 0, NOW).await.unwrap();
+            assert!(dup.duplicate);
+            assert_eq!(dup.base_offset, 6);
+            // Clean restart: state from the snapshot.
+            log.close().await.unwrap();
+            assert!(dir.join("00000000000000000007.snapshot").exists());
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert!(log.append(&b2, 0, NOW).await.unwrap().duplicate);
+            let b3 = make_batch(1, 30, Some((9, 1, 2)));
+            assert_eq!(log.append(&b3, 0, NOW).await.unwrap().base_offset, 7);
+        });
+    }
+
+    #[test]
+    fn retention_by_time_and_bytes() {
+        run(|dir| async move {
+            let cfg = LogConfig {
+                retention_bytes: Some(100 * 1024),
+                ..config()
+            };
+            let log = PartitionLog::open(dir.clone(), cfg).await.unwrap();
+            append_n(&log, 60, 2, 4000).await; // ~240 KiB
+            let before = log.segment_count();
+            let size_before = log.size_bytes();
+            let deleted = log.apply_retention(NOW).await.unwrap();
+            assert!(deleted > 0);
+            assert_eq!(log.segment_count(), before - deleted);
+            assert!(log.size_bytes() >= 100 * 1024 && log.size_bytes() < size_before);
+            let first = log.segment_base_offsets()[0];
+            assert_eq!(log.log_start_offset(), first);
+            assert!(matches!(
+                log.read(0, 100, 1000, true).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            assert!(!log
+                .read(first, 100, log.high_watermark(), true)
+                .await
+                .unwrap()
+                .is_empty());
+            assert!(!dir.join("00000000000000000000.log").exists());
+            // By time: everything but the active segment is older than retention.ms.
+            let cfg = LogConfig {
+                retention_ms: Some(60_000),
+                ..config()
+            };
+            let log = PartitionLog::open(dir.join("../t-1"), cfg).await.unwrap();
+            append_n(&log, 40, 2, 4000).await;
+            assert_eq!(
+                log.apply_retention(BASE_TIMESTAMP_MS + 60_000)
+                    .await
+                    .unwrap(),
+                0
+            );
+            let n = log.segment_count();
+            assert_eq!(
+                log.apply_retention(BASE_TIMESTAMP_MS + 60_100)
+                    .await
+                    .unwrap(),
+                n - 1
+            );
+            assert_eq!(log.segment_count(), 1);
+        });
+    }
+
+    #[test]
+    fn delete_records_moves_log_start_and_survives_restart() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            append_n(&log, 40, 2, 4000).await;
+            let segments = log.segment_count();
+            assert!(matches!(
+                log.delete_records_before(81).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            assert_eq!(log.delete_records_before(41).await.unwrap(), 41);
+            assert!(log.segment_count() < segments);
+            assert!(matches!(
+                log.read(40, 100, 80, true).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            // The batch containing 41 starts at 40.
+            let bytes = log.read(41, 100, 80, true).await.unwrap();
+            assert_eq!(header(&bytes).unwrap().base_offset(), 40);
+            drop(log);
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert_eq!(log.log_start_offset(), 41);
+        });
+    }
+
+    #[test]
+    fn truncate_drops_tail_and_continues() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let stored = append_n(&log, 40, 2, 4000).await;
+            log.truncate_to(31).await.unwrap(); // mid-batch: the batch at 30 goes
+            assert_eq!((log.log_end_offset(), log.high_watermark()), (30, 30));
+            assert_eq!(read_all(&log, 0).await, stored[..15].concat());
+            let more = append_n(&log, 3, 2, 100).await;
+            assert_eq!(header(&more[0]).unwrap().base_offset(), 30);
+            let mut expected = stored[..15].concat();
+            expected.extend(more.concat());
+            assert_eq!(read_all(&log, 0).await, expected);
+            drop(log);
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert_eq!(read_all(&log, 0).await, expected);
+            log.truncate_to(0).await.unwrap();
+            assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
+        });
+    }
+
+    #[test]
+    fn offset_for_timestamp_walks_records() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            log.append(
+                &make_batch_with_timestamps(&[100, 300, 200], 30, None),
+                0,
+                NOW,
+            )
+            .await
+            .unwrap();
+            log.append(&make_batch_with_timestamps(&[400, 500], 30, None), 0, NOW)
+                .await
+                .unwrap();
+            let cases = [
+                (0, Some((0, 100))),
+                (100, Some((0, 100))),
+                (150, Some((1, 300))),
+                (301, Some((3, 400))),
+                (450, Some((4, 500))),
+                (501, None),
+            ];
+            for (ts, want) in cases {
+                assert_eq!(log.offset_for_timestamp(ts).await.unwrap(), want, "ts {ts}");
+            }
+        });
+    }
+
+    #[test]
+    fn log_append_time_and_leader_epochs() {
+        run(|dir| async move {
+            let cfg = LogConfig {
+                timestamp_type: TimestampType::LogAppendTime,
+                ..config()
+            };
+            let log = PartitionLog::open(dir.clone(), cfg.clone()).await.unwrap();
+            let info = log.append(&make_batch(2, 10, None), 3, NOW).await.unwrap();
+            assert_eq!(info.log_append_time_ms, NOW);
+            log.append(&make_batch(2, 10, None), 5, NOW).await.unwrap();
+            log.append(&make_batch(2, 10, None), 5, NOW).await.unwrap();
+            let bytes = log.read(0, 1 << 20, 6, true).await.unwrap();
+            let h = header(&bytes).unwrap();
+            assert!(h.is_log_append_time());
+            assert_eq!(
+                (h.max_timestamp(), h.partition_leader_epoch.get()),
+                (NOW, 3)
+            );
+            assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 2)]);
+            assert_eq!(log.end_offset_for_epoch(4), Some((3, 2)));
+            let text = std::fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap();
+            assert_eq!(text, "0\n2\n3 0\n5 2\n");
+            log.truncate_to(2).await.unwrap();
+            assert_eq!(log.leader_epochs(), vec![(3, 0)]);
+            assert_eq!(log.offset_for_timestamp(NOW).await.unwrap(), Some((0, NOW)));
+        });
+    }
+
+    #[test]
+    fn invalid_batches_append_nothing() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            let good = make_batch(1, 10, None);
+            let mut bad = make_batch(1, 10, None);
+            *bad.last_mut().unwrap() ^= 1;
+            let mut both = good.clone();
+            both.extend_from_slice(&bad);
+            let e = log.append(&both, 0, NOW).await.unwrap_err();
+            assert_eq!(e.error_code(), sluice_core::ErrorCode::CorruptMessage);
+            assert!(matches!(
+                log.append(&[], 0, NOW).await,
+                Err(LogError::EmptyRecordSet)
+            ));
+            let big = make_batch(1, 2_000_000, None);
+            let e = log.append(&big, 0, NOW).await.unwrap_err();
+            assert_eq!(e.error_code(), sluice_core::ErrorCode::MessageTooLarge);
+            assert_eq!(log.log_end_offset(), 0);
+        });
+    }
+
+    #[test]
+    fn concurrent_appends_keep_call_order_and_group_commit() {
+        run(|dir| async move {
+            let cfg = LogConfig {
+                flush_messages: Some(1),
+                ..config()
+            };
+            let log = PartitionLog::open(dir, cfg).await.unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..50 {
+                let log = log.clone();
+                tasks.push(sluice_rt::exec::spawn(async move {
+                    let b = make_batch(1, 100 + i, None);
+                    log.append(&b, 0, NOW).await.unwrap().base_offset
+                }));
+            }
+            for (i, t) in tasks.into_iter().enumerate() {
+                assert_eq!(t.await, i as i64);
+            }
+            assert_eq!(log.high_watermark(), 50);
+            assert_eq!(log.inner.borrow().synced_offset, 50);
+            let waiter = log.notify().listen();
+            let log2 = log.clone();
+            sluice_rt::exec::spawn_detached(async move {
+                log2.append(&make_batch(1, 10, None), 0, NOW).await.unwrap();
+            });
+            waiter.await;
+            assert!(log.high_watermark() > 50);
+        });
+    }
+
+    #[test]
+    fn delete_removes_directory() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            append_n(&log, 2, 1, 10).await;
+            log.clone().delete().await.unwrap();
+            assert!(!dir.exists());
+            assert!(matches!(
+                log.append(&make_batch(1, 1, None), 0, NOW).await,
+                Err(LogError::Closed)
+            ));
+        });
+    }
+}
