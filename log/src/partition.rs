@@ -451,6 +451,12 @@ impl PartitionLog {
         }
         let producers = log.rebuild_producers(log_end_offset).await?;
         log.inner.borrow_mut().producers = producers;
+        if let Some(interval_ms) = config.flush_ms {
+            sluice_rt::exec::spawn_detached(periodic_flush(
+                Rc::downgrade(&log),
+                interval_ms.max(1),
+            ));
+        }
         // From here on a crash is an unclean shutdown.
         files::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
         files::sync_dir(&dir)?;
@@ -823,7 +829,9 @@ impl PartitionLog {
             .get(&segment_base)
             .map_or(0, |s| s.preallocated_bytes);
         if self.config.preallocate_bytes > 0 && end > preallocated {
-            let target = align_up(end + self.config.preallocate_bytes);
+            // Reserve ahead, but not (much) past where the segment will roll.
+            let roll_at = align_up(self.config.segment_bytes.min(u64::from(u32::MAX)));
+            let target = align_up(end + self.config.preallocate_bytes).min(roll_at.max(end));
             rtfs::preallocate(&file, target).await?;
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
                 seg.preallocated_bytes = target;
@@ -1243,6 +1251,9 @@ impl PartitionLog {
             inner.filling = None;
             inner.jobs.clear();
             inner.log_end_offset = new_end;
+            // Cutting the batch that holds the log start moves the start back to the
+            // new end (the start never passes the end).
+            inner.log_start_offset = inner.log_start_offset.min(new_end);
             inner.high_watermark = inner.high_watermark.min(new_end);
             inner.synced_offset = inner.synced_offset.min(new_end);
             inner.sync_requested_offset = inner.sync_requested_offset.min(new_end);
@@ -1268,6 +1279,8 @@ impl PartitionLog {
         }
         files::sync_dir(&self.dir)?;
         self.write_epoch_checkpoint()?;
+        let start = self.log_start_offset();
+        files::write_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())?;
         drop(guard);
         Ok(())
     }
@@ -1461,6 +1474,28 @@ impl PartitionLog {
             files::sync_dir(parent)?;
         }
         Ok(())
+    }
+}
+
+/// `flush.ms` for a log that stops receiving appends: fdatasyncs written data at
+/// least every `interval_ms` (appends also request a sync when the interval has
+/// passed). Ends when the log is closed or dropped.
+async fn periodic_flush(log: Weak<PartitionLog>, interval_ms: u64) {
+    loop {
+        sluice_rt::time::sleep(std::time::Duration::from_millis(interval_ms)).await;
+        let Some(log) = log.upgrade() else { return };
+        let pending = {
+            let inner = log.inner.borrow();
+            if inner.closed || inner.failed.is_some() {
+                return;
+            }
+            inner.synced_offset < inner.high_watermark
+        };
+        if pending {
+            if let Err(e) = log.flush().await {
+                tracing::warn!(dir = %log.dir.display(), error = %e, "periodic flush failed");
+            }
+        }
     }
 }
 
