@@ -2126,6 +2126,70 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_middle_segment_drops_later_segments() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let stored = append_n(&log, 40, 2, 4000).await;
+            let bases = log.segment_base_offsets();
+            assert!(bases.len() >= 3);
+            drop(log); // unclean: every segment is verified at open
+            let second = segment_path(&dir, bases[1], LOG_SUFFIX);
+            let mut bytes = std::fs::read(&second).unwrap();
+            let first_size = header(&bytes).unwrap().total_size();
+            bytes[first_size + HEADER_SIZE + 1] ^= 0xff; // the segment's second batch
+            std::fs::write(&second, bytes).unwrap();
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(log.segment_base_offsets(), bases[..2].to_vec());
+            assert_eq!(log.log_end_offset(), bases[1] + 2);
+            let kept = stored
+                .iter()
+                .take_while(|b| header(b).unwrap().base_offset() <= bases[1]);
+            assert_eq!(
+                read_all(&log, 0).await,
+                kept.cloned().collect::<Vec<_>>().concat()
+            );
+            assert!(!segment_path(&dir, bases[2], LOG_SUFFIX).exists());
+        });
+    }
+
+    #[test]
+    fn missing_or_damaged_index_files_are_rebuilt() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let mut stored = Vec::new();
+            for i in 0..40 {
+                let ts = BASE_TIMESTAMP_MS + 10 * i;
+                let mut b = make_batch_with_timestamps(&[ts, ts + 5], 4000, None);
+                let info = log.append(&b, 0, NOW).await.unwrap();
+                batch::assign_offsets(&mut b, info.base_offset, 0, None);
+                stored.push(b);
+            }
+            log.close().await.unwrap();
+            let bases = {
+                let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+                let bases = log.segment_base_offsets();
+                log.close().await.unwrap();
+                bases
+            };
+            std::fs::remove_file(segment_path(&dir, bases[0], INDEX_SUFFIX)).unwrap();
+            std::fs::write(segment_path(&dir, bases[1], TIME_INDEX_SUFFIX), b"garbage").unwrap();
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            for (i, _) in stored.iter().enumerate() {
+                let ts = BASE_TIMESTAMP_MS + 10 * i as i64;
+                let want = Some((2 * i as i64 + 1, ts + 5));
+                assert_eq!(
+                    log.offset_for_timestamp(ts + 1).await.unwrap(),
+                    want,
+                    "batch {i}"
+                );
+            }
+            let last = BASE_TIMESTAMP_MS + 10 * 39 + 5;
+            assert_eq!(log.offset_for_timestamp(last + 1).await.unwrap(), None);
+        });
+    }
+
+    #[test]
     fn tailing_reads_are_served_from_memory() {
         run(|dir| async move {
             let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
