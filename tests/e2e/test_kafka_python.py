@@ -52,6 +52,11 @@ def kp_consume(bootstrap, topic, partition, offset, count):
         c.close()
 
 
+def partition_id(p):
+    # kafka-python 3 names metadata fields after Kafka's schemas (partition_index).
+    return p["partition_index"] if "partition_index" in p else p["partition"]
+
+
 def test_admin_create_list_delete(broker, topic_name):
     a = kp_admin(broker.bootstrap)
     try:
@@ -60,7 +65,7 @@ def test_admin_create_list_delete(broker, topic_name):
         assert name in a.list_topics()
         (desc,) = a.describe_topics([name])
         assert desc["error_code"] == 0
-        assert sorted(p["partition"] for p in desc["partitions"]) == [0, 1, 2, 3]
+        assert sorted(partition_id(p) for p in desc["partitions"]) == [0, 1, 2, 3]
 
         with pytest.raises(TopicAlreadyExistsError):
             a.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)], timeout_ms=TIMEOUT_MS)
