@@ -1,0 +1,594 @@
+//! `sluice-perf`: a load generator that speaks plain Kafka, so it measures Sluice and
+//! any other Kafka-compatible broker the same way.
+//!
+//! - `produce`: pipelined Produce requests of batches built once ([`produce`]).
+//! - `consume`: Fetch loops counting records from batch headers ([`consume`]).
+//! - `e2e`: both at once; the producer stamps each batch's first record with its
+//!   intended send time and the consumer records produce-to-consume latency.
+//! - `sink`: produce into a built-in discard server ([`sink`]): the tool's own ceiling,
+//!   which `produce` and `e2e` also measure first and print beside their results.
+//!
+//! With `--rate` every record has an intended send time on a fixed schedule and latency
+//! is measured from it (no coordinated omission). A progress line goes to stderr every
+//! second; the summary (throughput, p50/p90/p99/p99.9/p99.99/max) to stdout; `--hgrm`
+//! and `--json` write HdrHistogram's percentile distribution and a JSON summary.
+//!
+//! Plain std threads and blocking sockets: nothing here shares the broker's runtime.
+
+mod client;
+mod consume;
+mod produce;
+mod sink;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kafka_protocol::records::Compression;
+
+use client::{Client, TopicLayout};
+use consume::{FetchSpec, Position, Target};
+use produce::{ProduceSpec, Producer, Schedule};
+use stats::{Clock, Progress, Stats, Summary};
+
+#[derive(Parser)]
+#[command(name = "sluice-perf", version, about = "Kafka-protocol load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce records and report throughput and acknowledgement latency.
+    Produce(PerfArgs),
+    /// Consume a topic's backlog (or tail it for --duration-s) and report throughput.
+    Consume(PerfArgs),
+    /// Produce and consume at once; report produce-to-consume latency.
+    E2e(PerfArgs),
+    /// Produce into a built-in discard server: the tool's own ceiling.
+    Sink(PerfArgs),
+}
+
+#[derive(Args, Clone)]
+struct PerfArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    #[arg(long, default_value = "sluice-perf")]
+    topic: String,
+    /// Value size of each record, bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Records to produce (or consume) in total.
+    #[arg(long)]
+    records: Option<u64>,
+    /// Run for this long (default 10 s when --records is not given; consume defaults
+    /// to reading the backlog present at start).
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Batch size in bytes of record values: records per batch = batch-size / record-size.
+    #[arg(long, default_value_t = 16384)]
+    batch_size: usize,
+    /// At a --rate, a batch is sent when full or this long after its first record.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// 0, 1 or -1 (all).
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    acks: i16,
+    #[arg(long, value_enum, default_value = "none")]
+    compression: Codec,
+    /// Partitions of the topic (created with this many when missing).
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// Producer instances; each opens one connection per leader broker.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Consumer connections; partitions are split among them.
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Produce requests in flight per connection.
+    #[arg(long, default_value_t = 5)]
+    max_in_flight: usize,
+    /// Target rate, records/s over all producers; latency counts from intended times.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm text) here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Write a JSON summary here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Skip measuring the tool's own ceiling into the discard sink first.
+    #[arg(long)]
+    no_sink_check: bool,
+    /// How long the sink check runs, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    sink_seconds: f64,
+    #[arg(long, default_value_t = 52_428_800)]
+    fetch_max_bytes: i32,
+    #[arg(long, default_value_t = 1_048_576)]
+    partition_max_bytes: i32,
+    #[arg(long, default_value_t = 500)]
+    fetch_max_wait_ms: i32,
+    #[arg(long, default_value_t = 30_000)]
+    request_timeout_ms: i32,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    fn compression(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// How long e2e consumers may take, after the producers stop, to read what was acked.
+const E2E_DRAIN: Duration = Duration::from_secs(10);
+/// Default run length when neither --records nor --duration-s is given.
+const DEFAULT_DURATION_S: f64 = 10.0;
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Produce(args) => run_produce(&args),
+        Command::Consume(args) => run_consume(&args),
+        Command::E2e(args) => run_e2e(&args),
+        Command::Sink(args) => {
+            let args = PerfArgs {
+                sink_seconds: args.duration_s.unwrap_or(args.sink_seconds),
+                ..args
+            };
+            let summary = sink_ceiling(&args)?;
+            summary.print();
+            write_outputs(&args, &[&summary], None)
+        }
+    }
+}
+
+fn validate(args: &PerfArgs) -> Result<()> {
+    ensure!(args.record_size >= 1, "--record-size must be at least 1");
+    ensure!(matches!(args.acks, -1..=1), "--acks must be 0, 1 or -1");
+    ensure!(args.partitions >= 1, "--partitions must be at least 1");
+    ensure!(
+        args.producers >= 1 && args.consumers >= 1,
+        "need at least one connection"
+    );
+    if let Some(rate) = args.rate {
+        ensure!(rate > 0.0 && rate.is_finite(), "--rate must be positive");
+    }
+    Ok(())
+}
+
+fn records_per_batch(args: &PerfArgs) -> usize {
+    (args.batch_size / args.record_size).max(1)
+}
+
+fn produce_spec(args: &PerfArgs, produce_version: i16, stamp: bool) -> ProduceSpec {
+    ProduceSpec {
+        topic: args.topic.clone(),
+        record_size: args.record_size,
+        records_per_batch: records_per_batch(args),
+        compression: args.compression.compression(),
+        acks: args.acks,
+        produce_version,
+        max_in_flight: args.max_in_flight,
+        stamp,
+        timeout_ms: args.request_timeout_ms,
+    }
+}
+
+/// Starts `--producers` instances, each with a connection per leader, splitting the
+/// record budget and the rate evenly across connections.
+fn start_producers(
+    args: &PerfArgs,
+    spec: &ProduceSpec,
+    layout: &TopicLayout,
+    duration_s: Option<f64>,
+    clock: Clock,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<Producer>> {
+    let groups = layout.by_leader();
+    let connections = args.producers * groups.len();
+    let interval_ns = args
+        .rate
+        .map(|rate| ((connections as f64 * 1e9 / rate).round() as u64).max(1));
+    let batch_records = match interval_ns {
+        Some(interval) => produce::records_per_batch_at_rate(
+            spec.records_per_batch,
+            interval,
+            args.linger_ms * 1_000_000,
+        ),
+        None => spec.records_per_batch,
+    };
+    let batch = produce::encode_batch(
+        batch_records,
+        spec.record_size,
+        spec.compression,
+        spec.stamp,
+    )?;
+    let records_each = args
+        .records
+        .map_or(u64::MAX, |n| n.div_ceil(connections as u64));
+    let end_ns = match (duration_s, args.records) {
+        (Some(s), _) => (s * 1e9) as u64,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => (DEFAULT_DURATION_S * 1e9) as u64,
+    };
+    let schedule = Schedule {
+        records: records_each,
+        end_ns: clock.now_ns().saturating_add(end_ns),
+        interval_ns,
+        records_per_batch: batch_records,
+    };
+    let mut producers = Vec::new();
+    for _ in 0..args.producers {
+        for (addr, partitions) in &groups {
+            let frames = partitions
+                .iter()
+                .map(|p| produce::build_frame(spec, *p, &batch, batch_records as u64))
+                .collect::<Result<Vec<_>>>()?;
+            producers.push(Producer::start(
+                *addr,
+                spec,
+                frames,
+                schedule,
+                clock,
+                stats.clone(),
+                stop.clone(),
+            )?);
+        }
+    }
+    Ok(producers)
+}
+
+/// Produces into the discard sink with the run's settings (no rate): the records/s the
+/// tool itself can push on this machine.
+fn sink_ceiling(args: &PerfArgs) -> Result<Summary> {
+    validate(args)?;
+    let acks = if args.acks == 0 { 0 } else { 1 };
+    let version = 9;
+    let addr = sink::start(version, acks)?;
+    let layout = TopicLayout {
+        leaders: vec![addr; args.partitions as usize],
+    };
+    let sink_args = PerfArgs {
+        rate: None,
+        records: None,
+        acks,
+        ..args.clone()
+    };
+    let spec = produce_spec(&sink_args, version, false);
+    let clock = Clock::new();
+    let stats = Stats::new("sink");
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let producers = start_producers(
+        &sink_args,
+        &spec,
+        &layout,
+        Some(args.sink_seconds),
+        clock,
+        &stats,
+        &stop,
+    )?;
+    for p in producers {
+        p.join()?;
+    }
+    Ok(Summary::of(&stats, start.elapsed()))
+}
+
+fn print_ceiling(ceiling: &Option<Summary>) {
+    if let Some(c) = ceiling {
+        println!(
+            "tool ceiling (discard sink on loopback, same settings, no rate): {:.0} records/s, {:.2} MiB/s",
+            c.records_per_s(),
+            c.mib_per_s()
+        );
+    }
+}
+
+fn run_produce(args: &PerfArgs) -> Result<()> {
+    validate(args)?;
+    let ceiling = (!args.no_sink_check)
+        .then(|| sink_ceiling(args))
+        .transpose()?;
+    let mut client = Client::connect(client::resolve(&args.bootstrap_server)?)?;
+    let layout = client.ensure_topic(&args.topic, args.partitions)?;
+    let spec = produce_spec(args, client.versions.produce, false);
+    let clock = Clock::new();
+    let stats = Stats::new("produce");
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Progress::start(vec![stats.clone()], args.quiet);
+    let start = Instant::now();
+    let producers = start_producers(args, &spec, &layout, args.duration_s, clock, &stats, &stop)?;
+    let mut result = Ok(());
+    for p in producers {
+        if let Err(e) = p.join() {
+            result = Err(e);
+        }
+    }
+    let elapsed = start.elapsed();
+    progress.stop();
+    result?;
+    let summary = Summary::of(&stats, elapsed);
+    summary.print();
+    print_ceiling(&ceiling);
+    write_outputs(args, &[&summary], ceiling.as_ref())
+}
+
+fn run_consume(args: &PerfArgs) -> Result<()> {
+    validate(args)?;
+    let mut client = Client::connect(client::resolve(&args.bootstrap_server)?)?;
+    let layout = client
+        .layout(&args.topic)?
+        .with_context(|| format!("topic {} does not exist", args.topic))?;
+    let all: Vec<i32> = (0..layout.leaders.len() as i32).collect();
+    let earliest = client.list_offsets(&args.topic, &all, -2)?;
+    let latest = client.list_offsets(&args.topic, &all, -1)?;
+    // Without --records or --duration-s: read the backlog present now, then stop.
+    let bounded = args.records.is_none() && args.duration_s.is_none();
+    let positions: BTreeMap<i32, Position> = all
+        .iter()
+        .map(|p| {
+            let position = Position {
+                next_offset: earliest.get(p).copied().unwrap_or(0),
+                end_offset: bounded.then(|| latest.get(p).copied().unwrap_or(0)),
+            };
+            (*p, position)
+        })
+        .collect();
+    let backlog: i64 = positions
+        .values()
+        .map(|p| p.end_offset.unwrap_or(p.next_offset) - p.next_offset)
+        .sum();
+    if bounded {
+        eprintln!("sluice-perf: consuming a backlog of {backlog} records");
+    }
+    let stats = Stats::new("consume");
+    let target = Arc::new(Target {
+        records: AtomicU64::new(args.records.unwrap_or(u64::MAX)),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let spec = fetch_spec(args, client.versions.fetch, false);
+    let progress = Progress::start(vec![stats.clone()], args.quiet);
+    let start = Instant::now();
+    let consumers = start_consumers(
+        args,
+        &spec,
+        &layout,
+        positions,
+        Clock::new(),
+        &stats,
+        &target,
+        &stop,
+    )?;
+    if let Some(s) = args.duration_s {
+        stop_after(&stop, Duration::from_secs_f64(s));
+    }
+    let result = join_consumers(consumers);
+    let elapsed = start.elapsed();
+    progress.stop();
+    result?;
+    let summary = Summary::of(&stats, elapsed);
+    summary.print();
+    write_outputs(args, &[&summary], None)
+}
+
+fn run_e2e(args: &PerfArgs) -> Result<()> {
+    validate(args)?;
+    ensure!(
+        matches!(args.compression, Codec::None),
+        "e2e reads a stamp from each batch's first record and needs --compression none"
+    );
+    ensure!(
+        args.record_size >= produce::STAMP_BYTES,
+        "e2e needs --record-size of at least {} bytes for its stamp",
+        produce::STAMP_BYTES
+    );
+    let ceiling = (!args.no_sink_check)
+        .then(|| sink_ceiling(args))
+        .transpose()?;
+    let mut client = Client::connect(client::resolve(&args.bootstrap_server)?)?;
+    let layout = client.ensure_topic(&args.topic, args.partitions)?;
+    let all: Vec<i32> = (0..layout.leaders.len() as i32).collect();
+    let latest = client.list_offsets(&args.topic, &all, -1)?;
+    let positions: BTreeMap<i32, Position> = all
+        .iter()
+        .map(|p| {
+            let position = Position {
+                next_offset: latest.get(p).copied().unwrap_or(0),
+                end_offset: None,
+            };
+            (*p, position)
+        })
+        .collect();
+    let clock = Clock::new();
+    let produced = Stats::new("produce");
+    let consumed = Stats::new("e2e");
+    let target = Arc::new(Target {
+        records: AtomicU64::new(u64::MAX),
+    });
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let stop_producers = Arc::new(AtomicBool::new(false));
+    let fetch = fetch_spec(args, client.versions.fetch, true);
+    let consumers = start_consumers(
+        args,
+        &fetch,
+        &layout,
+        positions,
+        clock,
+        &consumed,
+        &target,
+        &stop_consumers,
+    )?;
+    let spec = produce_spec(args, client.versions.produce, true);
+    let progress = Progress::start(vec![produced.clone(), consumed.clone()], args.quiet);
+    let start = Instant::now();
+    let producers = start_producers(
+        args,
+        &spec,
+        &layout,
+        args.duration_s,
+        clock,
+        &produced,
+        &stop_producers,
+    )?;
+    let mut result = Ok(());
+    for p in producers {
+        if let Err(e) = p.join() {
+            result = Err(e);
+        }
+    }
+    let produce_elapsed = start.elapsed();
+    // Consumers stop once they have read every acknowledged record (or after a grace
+    // period, when the broker lost some: that shows as a record count mismatch).
+    target
+        .records
+        .store(produced.records.load(Ordering::Relaxed), Ordering::Relaxed);
+    stop_after(&stop_consumers, E2E_DRAIN);
+    let consumed_result = join_consumers(consumers);
+    let elapsed = start.elapsed();
+    progress.stop();
+    result?;
+    consumed_result?;
+    let produce_summary = Summary::of(&produced, produce_elapsed);
+    let e2e_summary = Summary::of(&consumed, elapsed);
+    produce_summary.print();
+    e2e_summary.print();
+    if e2e_summary.records < produce_summary.records {
+        eprintln!(
+            "sluice-perf: consumed {} of {} acknowledged records",
+            e2e_summary.records, produce_summary.records
+        );
+    }
+    print_ceiling(&ceiling);
+    write_outputs(args, &[&produce_summary, &e2e_summary], ceiling.as_ref())
+}
+
+fn fetch_spec(args: &PerfArgs, fetch_version: i16, stamped: bool) -> FetchSpec {
+    FetchSpec {
+        topic: args.topic.clone(),
+        fetch_version,
+        max_wait_ms: args.fetch_max_wait_ms,
+        max_bytes: args.fetch_max_bytes,
+        partition_max_bytes: args.partition_max_bytes,
+        stamped,
+    }
+}
+
+/// Splits partitions over `--consumers` (partition p to consumer p mod n), and each
+/// consumer's partitions by leader: one connection per (consumer, leader).
+#[allow(clippy::too_many_arguments)]
+fn start_consumers(
+    args: &PerfArgs,
+    spec: &FetchSpec,
+    layout: &TopicLayout,
+    positions: BTreeMap<i32, Position>,
+    clock: Clock,
+    stats: &Arc<Stats>,
+    target: &Arc<Target>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<thread::JoinHandle<Result<()>>>> {
+    let mut groups: BTreeMap<(usize, std::net::SocketAddr), BTreeMap<i32, Position>> =
+        BTreeMap::new();
+    for (partition, position) in positions {
+        let consumer = partition as usize % args.consumers;
+        let addr = layout.leaders[partition as usize];
+        groups
+            .entry((consumer, addr))
+            .or_default()
+            .insert(partition, position);
+    }
+    groups
+        .into_iter()
+        .map(|((_, addr), positions)| {
+            consume::start(
+                addr,
+                spec.clone(),
+                positions,
+                clock,
+                stats.clone(),
+                target.clone(),
+                stop.clone(),
+            )
+        })
+        .collect()
+}
+
+fn join_consumers(consumers: Vec<thread::JoinHandle<Result<()>>>) -> Result<()> {
+    let mut result = Ok(());
+    for c in consumers {
+        match c.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => bail!("a consumer thread panicked"),
+        }
+    }
+    result
+}
+
+/// Sets `stop` after `after` on a helper thread (the run may end sooner).
+fn stop_after(stop: &Arc<AtomicBool>, after: Duration) {
+    let stop = stop.clone();
+    thread::spawn(move || {
+        thread::sleep(after);
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// Writes `--hgrm` (the last summary's latency, which is the one a run is about: the
+/// acks of `produce`, produce-to-consume of `e2e`) and `--json` (all summaries).
+fn write_outputs(args: &PerfArgs, summaries: &[&Summary], ceiling: Option<&Summary>) -> Result<()> {
+    let main = summaries.last().expect("at least one summary");
+    if let Some(path) = &args.hgrm {
+        stats::write_file(path, &stats::hgrm(&main.latency_us))?;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "tool": "sluice-perf",
+            "version": env!("CARGO_PKG_VERSION"),
+            "bootstrap_server": args.bootstrap_server,
+            "topic": args.topic,
+            "settings": {
+                "record_size": args.record_size,
+                "records_per_batch": records_per_batch(args),
+                "linger_ms": args.linger_ms,
+                "acks": args.acks,
+                "compression": format!("{:?}", args.compression.compression()),
+                "partitions": args.partitions,
+                "producers": args.producers,
+                "consumers": args.consumers,
+                "max_in_flight": args.max_in_flight,
+                "rate_records_per_s": args.rate,
+            },
+            "results": summaries.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+            "tool_ceiling": ceiling.map(|c| c.to_json()),
+        });
+        let text = serde_json::to_string_pretty(&json)? + "\n";
+        stats::write_file(path, &text)?;
+    }
+    Ok(())
+}
