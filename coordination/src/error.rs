@@ -28,6 +28,9 @@ pub enum CoordinationError {
     Spawn(#[source] std::io::Error),
     #[error("the control plane has stopped")]
     Stopped,
+    /// A `__consumer_offsets` record or batch that cannot be decoded (or encoded).
+    #[error("group record: {0}")]
+    CorruptGroupRecord(String),
 }
 
 /// One item of a control request failed; sent back as data, with the Kafka error code

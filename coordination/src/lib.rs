@@ -27,6 +27,7 @@
 
 mod control;
 mod error;
+pub mod group;
 mod metadata;
 mod rules;
 mod store;

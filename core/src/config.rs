@@ -286,6 +286,13 @@ pub struct BrokerConfig {
     pub zookeeper_connect: Option<String>,
     /// `offsets.topic.num.partitions`
     pub offsets_topic_num_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members
+    /// before its first rebalance completes.
+    pub group_initial_rebalance_delay_ms: i32,
+    /// `group.min.session.timeout.ms`
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub group_max_session_timeout_ms: i32,
     /// `unclean.leader.election.enable` (the same value as
     /// `log.unclean_leader_election_enable`).
     pub unclean_leader_election_enable: bool,
@@ -320,6 +327,9 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             zookeeper_connect: None,
             offsets_topic_num_partitions: 50,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             unclean_leader_election_enable: false,
             metrics_listener: None,
             log: LogConfig::default(),
@@ -699,9 +709,6 @@ const IGNORED_KEYS: &[&str] = &[
     "offsets.topic.replication.factor",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
-    "group.initial.rebalance.delay.ms",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
     "zookeeper.connection.timeout.ms",
     "zookeeper.session.timeout.ms",
     "zookeeper.set.acl",
@@ -878,6 +885,15 @@ impl<'a> PropertyReader<'a> {
         }
         if let Some(v) = self.get("offsets.topic.num.partitions") {
             config.offsets_topic_num_partitions = v.int_at_least(1)?;
+        }
+        if let Some(v) = self.get("group.initial.rebalance.delay.ms") {
+            config.group_initial_rebalance_delay_ms = v.int_at_least(0)?;
+        }
+        if let Some(v) = self.get("group.min.session.timeout.ms") {
+            config.group_min_session_timeout_ms = v.int_at_least(0)?;
+        }
+        if let Some(v) = self.get("group.max.session.timeout.ms") {
+            config.group_max_session_timeout_ms = v.int_at_least(0)?;
         }
         if let Some(v) = self.get("metrics.listener") {
             let text = v.trimmed();

@@ -112,6 +112,17 @@ apis! {
     handlers::describe_configs::DescribeConfigs,
     handlers::create_partitions::CreatePartitions,
     handlers::describe_cluster::DescribeCluster,
+    handlers::find_coordinator::FindCoordinator,
+    handlers::join_group::JoinGroup,
+    handlers::sync_group::SyncGroup,
+    handlers::heartbeat::Heartbeat,
+    handlers::leave_group::LeaveGroup,
+    handlers::offset_commit::OffsetCommit,
+    handlers::offset_fetch::OffsetFetch,
+    handlers::list_groups::ListGroups,
+    handlers::describe_groups::DescribeGroups,
+    handlers::delete_groups::DeleteGroups,
+    handlers::offset_delete::OffsetDelete,
 }
 
 /// The supported version range of `key`, if this broker implements it.

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod conn;
 pub mod frame;
+pub mod groups;
 pub mod handlers;
 pub mod server;
 pub mod shard;

@@ -53,6 +53,7 @@ pub async fn run_shard(ctx: ShardContext) {
     shard.apply_snapshot(shard.control.snapshot()).await;
     spawn_detached(shard.clone().serve_jobs(ctx.jobs));
     spawn_detached(follow_metadata(shard.clone(), ctx.metadata));
+    spawn_detached(crate::groups::run_timers(shard.clone()));
     let maintenance = spawn(maintain_logs(shard.clone()));
 
     let listener = match TcpListener::bind((ctx.listen_host.as_str(), ctx.port)) {

@@ -12,11 +12,13 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_coordination::{ControlHandle, MetadataSnapshot, TopicMetadata};
+use sluice_coordination::{ControlHandle, MetadataSnapshot, TopicMetadata, CONSUMER_OFFSETS_TOPIC};
 use sluice_core::config::BrokerConfig;
 use sluice_core::ids::{owner_shard, ShardId, TopicPartition};
 use sluice_log::PartitionLog;
 use sluice_rt::sync::{oneshot, Notify, Receiver, Sender};
+
+use crate::groups::GroupShard;
 
 /// Work sent to another shard: a closure run there with that shard's state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -42,6 +44,8 @@ pub struct Shard {
     /// Notified after every append on this shard, so parked fetches re-check.
     appended: Notify,
     shutting_down: Cell<bool>,
+    /// The group coordinator of the `__consumer_offsets` partitions this shard owns.
+    groups: Rc<GroupShard>,
 }
 
 impl Shard {
@@ -53,6 +57,7 @@ impl Shard {
         peers: Vec<Sender<Job>>,
     ) -> Rc<Shard> {
         let snapshot = control.snapshot();
+        let groups = GroupShard::new(&config);
         Rc::new(Shard {
             id,
             count: peers.len(),
@@ -64,6 +69,7 @@ impl Shard {
             peers,
             appended: Notify::new(),
             shutting_down: Cell::new(false),
+            groups,
         })
     }
 
@@ -89,6 +95,10 @@ impl Shard {
             "{tp} routed to the wrong shard"
         );
         self.partitions.borrow().get(tp).cloned()
+    }
+
+    pub fn groups(&self) -> &Rc<GroupShard> {
+        &self.groups
     }
 
     pub fn appended(&self) -> &Notify {
@@ -156,6 +166,9 @@ impl Shard {
         };
         for tp in stale {
             let log = self.partitions.borrow_mut().remove(&tp);
+            if &*tp.topic == CONSUMER_OFFSETS_TOPIC {
+                self.groups.unload(tp.partition);
+            }
             if let Some(log) = log {
                 if let Err(e) = log.delete().await {
                     tracing::error!(partition = %tp, error = %e, "cannot delete partition log");
@@ -175,6 +188,9 @@ impl Shard {
                     .await
                 {
                     Ok(log) => {
+                        if &*tp.topic == CONSUMER_OFFSETS_TOPIC {
+                            self.groups.start_load(tp.partition, log.clone());
+                        }
                         self.partitions.borrow_mut().insert(tp, log);
                     }
                     Err(e) => {
