@@ -21,7 +21,7 @@ use sluice_core::limits::MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION;
 use sluice_rt::exec::{spawn, Task};
 use sluice_rt::sync::{bounded, Receiver};
 
-use crate::api::{dispatch, DispatchError};
+use crate::api::DispatchError;
 use crate::frame::{FrameError, FrameReader};
 use crate::shard::Shard;
 
@@ -33,6 +33,7 @@ pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, shutdown: R
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    shard.metrics.connection_opened();
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let (pending_tx, pending_rx) = bounded::<Pending>(MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION);
     // The writer closes this when it stops early (a request it cannot answer, or a
@@ -93,11 +94,12 @@ where
                 break;
             }
         };
-        let task = spawn(dispatch(shard.clone(), frame));
+        let task = spawn(crate::metrics::observed_dispatch(shard.clone(), frame));
         if pending_tx.send(task).await.is_err() {
             break;
         }
     }
     drop(pending_tx);
     writer_task.await;
+    shard.metrics.connection_closed();
 }

@@ -17,6 +17,7 @@ pub mod conn;
 pub mod frame;
 pub mod groups;
 pub mod handlers;
+pub mod metrics;
 pub mod server;
 pub mod shard;
 

@@ -69,6 +69,13 @@ pub async fn run_shard(ctx: ShardContext) {
             return;
         }
     };
+    let metrics_endpoint = match crate::metrics::start_endpoint(&shard, ctx.shutdown.clone()) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            let _ = ctx.ready.send(Err(e)).await;
+            return;
+        }
+    };
     let _ = ctx.ready.send(Ok(ctx.id)).await;
 
     let open = Rc::new(Cell::new(0usize));
@@ -128,6 +135,7 @@ pub async fn run_shard(ctx: ShardContext) {
         );
     }
     drop(maintenance);
+    drop(metrics_endpoint);
     for (tp, log) in shard.logs() {
         if let Err(e) = log.close().await {
             tracing::error!(partition = %tp, error = %e, "cannot close partition log");

@@ -36,6 +36,8 @@ pub struct Shard {
     pub control: ControlHandle,
     /// Port actually bound by the listener (differs from the configured one when 0).
     pub port: u16,
+    /// This shard's request, byte and connection counters.
+    pub metrics: crate::metrics::ShardMetrics,
     snapshot: RefCell<Arc<MetadataSnapshot>>,
     /// Logs of the partitions this shard owns, and only those.
     partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
@@ -64,6 +66,7 @@ impl Shard {
             config,
             control,
             port,
+            metrics: crate::metrics::ShardMetrics::default(),
             snapshot: RefCell::new(snapshot),
             partitions: RefCell::new(HashMap::new()),
             peers,

@@ -1,0 +1,489 @@
+//! Per-shard counters and the Prometheus text endpoint (`metrics.listener`, off by
+//! default).
+//!
+//! Every shard keeps its own [`ShardMetrics`] in plain `Cell`s: the data path never
+//! touches an atomic or another core's memory. Counted per shard: requests and their
+//! latency per API (a Prometheus histogram), request and response bytes, connections.
+//! Shard 0 serves `GET /metrics` on the configured address: it gathers a
+//! [`MetricsSnapshot`] from every shard with `Shard::run_on` (each shard also reports
+//! its partitions and their log sizes) and renders the text exposition format.
+//!
+//! Latency is measured from when a request frame has been cut to when its response is
+//! ready (a parked Fetch counts its wait, as Kafka's `TotalTimeMs` does); response bytes
+//! are counted when a response is produced.
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future;
+use kafka_protocol::messages::ApiKey;
+
+use sluice_rt::exec::{spawn, spawn_detached, Task};
+use sluice_rt::net::{AsyncReadExt, AsyncWriteExt, TcpListener, TcpStream};
+use sluice_rt::sync::Receiver;
+
+use crate::api::{dispatch, DispatchError};
+use crate::shard::Shard;
+
+/// API keys below this are counted (Kafka's keys are below 100).
+const API_SLOTS: usize = 128;
+/// Upper bounds of the latency buckets, microseconds (Prometheus `le` in seconds).
+const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+/// One more bucket for everything above the last bound (`+Inf`).
+const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+/// Largest HTTP request head the endpoint reads before giving up on a client.
+const MAX_HTTP_REQUEST_BYTES: usize = 8 * 1024;
+/// How long the endpoint waits for a client's request head.
+const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counters of one API on one shard.
+#[derive(Default)]
+struct ApiCounters {
+    requests: Cell<u64>,
+    latency_us_sum: Cell<u64>,
+    buckets: [Cell<u64>; BUCKETS],
+}
+
+/// Counters of one shard. Lives on that shard only (not `Send`); read by others only
+/// through a [`MetricsSnapshot`] taken on the shard.
+pub struct ShardMetrics {
+    apis: Box<[ApiCounters]>,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    connections_accepted: Cell<u64>,
+    connections_open: Cell<u64>,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            apis: (0..API_SLOTS).map(|_| ApiCounters::default()).collect(),
+            bytes_in: Cell::new(0),
+            bytes_out: Cell::new(0),
+            connections_accepted: Cell::new(0),
+            connections_open: Cell::new(0),
+        }
+    }
+}
+
+fn add(cell: &Cell<u64>, n: u64) {
+    cell.set(cell.get().wrapping_add(n));
+}
+
+impl ShardMetrics {
+    pub fn connection_opened(&self) {
+        add(&self.connections_accepted, 1);
+        add(&self.connections_open, 1);
+    }
+
+    pub fn connection_closed(&self) {
+        let open = self.connections_open.get();
+        debug_assert!(open > 0, "more connections closed than opened");
+        self.connections_open.set(open.saturating_sub(1));
+    }
+
+    /// Counts one request of `api_key` (raw, from the frame) that took `latency`.
+    pub fn request_done(
+        &self,
+        api_key: i16,
+        latency: Duration,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        add(&self.bytes_in, request_bytes);
+        add(&self.bytes_out, response_bytes);
+        let Some(api) = usize::try_from(api_key).ok().and_then(|k| self.apis.get(k)) else {
+            return;
+        };
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        add(&api.requests, 1);
+        add(&api.latency_us_sum, latency_us);
+        let bucket = LATENCY_BOUNDS_US.partition_point(|bound| *bound < latency_us);
+        add(&api.buckets[bucket], 1);
+    }
+
+    /// A copy of these counters plus the shard's partitions, to send to shard 0.
+    pub fn snapshot(&self, shard: &Shard) -> MetricsSnapshot {
+        let apis = self
+            .apis
+            .iter()
+            .enumerate()
+            .filter(|(_, api)| api.requests.get() > 0)
+            .map(|(key, api)| ApiSnapshot {
+                key: key as i16,
+                requests: api.requests.get(),
+                latency_us_sum: api.latency_us_sum.get(),
+                buckets: std::array::from_fn(|i| api.buckets[i].get()),
+            })
+            .collect();
+        let mut partitions: Vec<PartitionSnapshot> = shard
+            .logs()
+            .into_iter()
+            .map(|(tp, log)| PartitionSnapshot {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                size_bytes: log.size_bytes(),
+                log_end_offset: log.log_end_offset(),
+                high_watermark: log.high_watermark(),
+            })
+            .collect();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        MetricsSnapshot {
+            shard: shard.id,
+            apis,
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            connections_accepted: self.connections_accepted.get(),
+            connections_open: self.connections_open.get(),
+            partitions,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSnapshot {
+    pub key: i16,
+    pub requests: u64,
+    pub latency_us_sum: u64,
+    /// Per bucket (not cumulative), the last one `+Inf`.
+    pub buckets: [u64; BUCKETS],
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionSnapshot {
+    pub topic: String,
+    pub partition: i32,
+    pub size_bytes: u64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// One shard's counters at a moment; `Send`, gathered on shard 0.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    pub shard: usize,
+    pub apis: Vec<ApiSnapshot>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connections_accepted: u64,
+    pub connections_open: u64,
+    pub partitions: Vec<PartitionSnapshot>,
+}
+
+/// Dispatches one request frame, counting it on this shard. What `conn` spawns per frame.
+pub async fn observed_dispatch(
+    shard: Rc<Shard>,
+    frame: Bytes,
+) -> Result<Option<Bytes>, DispatchError> {
+    let started = Instant::now();
+    let api_key = match frame.get(..2) {
+        Some(b) => i16::from_be_bytes([b[0], b[1]]),
+        None => -1,
+    };
+    // The 4-byte size prefix is part of what crossed the wire.
+    let request_bytes = frame.len() as u64 + 4;
+    let result = dispatch(shard.clone(), frame).await;
+    let response_bytes = match &result {
+        Ok(Some(response)) => response.len() as u64,
+        _ => 0,
+    };
+    shard
+        .metrics
+        .request_done(api_key, started.elapsed(), request_bytes, response_bytes);
+    result
+}
+
+fn api_name(key: i16) -> String {
+    match ApiKey::try_from(key) {
+        Ok(api) => format!("{api:?}"),
+        Err(_) => format!("api_{key}"),
+    }
+}
+
+/// Renders every shard's snapshot in Prometheus' text exposition format (0.0.4).
+pub fn render(snapshots: &[MetricsSnapshot]) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn FnMut(&mut String)| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        rows(&mut out);
+    };
+    family(
+        "sluice_requests_total",
+        "counter",
+        "Requests handled, per shard and API.",
+        &mut |out| {
+            for s in snapshots {
+                for a in &s.apis {
+                    let _ = writeln!(
+                        out,
+                        "sluice_requests_total{{shard=\"{}\",api=\"{}\"}} {}",
+                        s.shard,
+                        api_name(a.key),
+                        a.requests
+                    );
+                }
+            }
+        },
+    );
+    family(
+        "sluice_request_latency_seconds",
+        "histogram",
+        "Time from a request frame arriving to its response being ready.",
+        &mut |out| {
+            for s in snapshots {
+                for a in &s.apis {
+                    let labels = format!("shard=\"{}\",api=\"{}\"", s.shard, api_name(a.key));
+                    let mut cumulative = 0u64;
+                    for (i, count) in a.buckets.iter().enumerate() {
+                        cumulative += count;
+                        let le = match LATENCY_BOUNDS_US.get(i) {
+                            Some(us) => format!("{}", *us as f64 / 1e6),
+                            None => "+Inf".to_owned(),
+                        };
+                        let _ = writeln!(
+                            out,
+                            "sluice_request_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                        );
+                    }
+                    let _ = writeln!(
+                        out,
+                        "sluice_request_latency_seconds_sum{{{labels}}} {}",
+                        a.latency_us_sum as f64 / 1e6
+                    );
+                    let _ = writeln!(
+                        out,
+                        "sluice_request_latency_seconds_count{{{labels}}} {}",
+                        a.requests
+                    );
+                }
+            }
+        },
+    );
+    let per_shard: [(&str, &str, &str, fn(&MetricsSnapshot) -> u64); 5] = [
+        (
+            "sluice_bytes_in_total",
+            "counter",
+            "Request bytes received.",
+            |s| s.bytes_in,
+        ),
+        (
+            "sluice_bytes_out_total",
+            "counter",
+            "Response bytes produced.",
+            |s| s.bytes_out,
+        ),
+        (
+            "sluice_connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            |s| s.connections_accepted,
+        ),
+        (
+            "sluice_connections_open",
+            "gauge",
+            "Client connections open.",
+            |s| s.connections_open,
+        ),
+        ("sluice_partitions", "gauge", "Partitions owned.", |s| {
+            s.partitions.len() as u64
+        }),
+    ];
+    for (name, kind, help, value) in per_shard {
+        family(name, kind, help, &mut |out| {
+            for s in snapshots {
+                let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, value(s));
+            }
+        });
+    }
+    let per_partition: [(&str, &str, fn(&PartitionSnapshot) -> i64); 3] = [
+        (
+            "sluice_log_size_bytes",
+            "Bytes in the partition's segments.",
+            |p| i64::try_from(p.size_bytes).unwrap_or(i64::MAX),
+        ),
+        (
+            "sluice_log_end_offset",
+            "Next offset to be assigned.",
+            |p| p.log_end_offset,
+        ),
+        ("sluice_high_watermark", "Last committed offset + 1.", |p| {
+            p.high_watermark
+        }),
+    ];
+    for (name, help, value) in per_partition {
+        family(name, "gauge", help, &mut |out| {
+            for s in snapshots {
+                for p in &s.partitions {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{shard=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                        s.shard,
+                        p.topic,
+                        p.partition,
+                        value(p)
+                    );
+                }
+            }
+        });
+    }
+    out
+}
+
+/// Binds `metrics.listener` and serves it until shutdown, on shard 0 only; `Ok(None)`
+/// on other shards or when the endpoint is off.
+pub fn start_endpoint(
+    shard: &Rc<Shard>,
+    shutdown: Receiver<()>,
+) -> Result<Option<Task<()>>, String> {
+    let Some(address) = shard.config.metrics_listener.clone() else {
+        return Ok(None);
+    };
+    if shard.id != 0 {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(address.as_str())
+        .map_err(|e| format!("cannot listen on metrics.listener {address}: {e}"))?;
+    let shard = shard.clone();
+    Ok(Some(spawn(async move {
+        loop {
+            let accepted = future::or(async { Some(listener.accept().await) }, async {
+                let _ = shutdown.recv().await;
+                None
+            })
+            .await;
+            match accepted {
+                None => return,
+                Some(Ok(stream)) => spawn_detached(serve_http(shard.clone(), stream)),
+                Some(Err(e)) => tracing::warn!(error = %e, "metrics accept failed"),
+            }
+        }
+    })))
+}
+
+/// Answers one HTTP request on `stream` and closes it.
+async fn serve_http(shard: Rc<Shard>, mut stream: TcpStream) {
+    let head = sluice_rt::time::timeout(HTTP_READ_TIMEOUT, read_request_head(&mut stream)).await;
+    let Some(Some(head)) = head else {
+        return;
+    };
+    let request_line = head.lines().next().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let path = path.split('?').next().unwrap_or_default();
+    let (status, body) = if method != "GET" {
+        ("405 Method Not Allowed", String::from("only GET\n"))
+    } else if path != "/metrics" {
+        ("404 Not Found", String::from("see /metrics\n"))
+    } else {
+        ("200 OK", render(&gather(&shard).await))
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.flush().await;
+    let _ = stream.close().await;
+}
+
+/// Reads up to the blank line ending an HTTP request head; `None` if the client went
+/// away or sent more than `MAX_HTTP_REQUEST_BYTES` without one.
+async fn read_request_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() + n > MAX_HTTP_REQUEST_BYTES {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(head).ok()
+}
+
+/// Every shard's snapshot, in shard order; a shard that is gone is left out.
+async fn gather(shard: &Rc<Shard>) -> Vec<MetricsSnapshot> {
+    let mut snapshots = Vec::with_capacity(shard.count);
+    for target in 0..shard.count {
+        if let Ok(s) = shard
+            .run_on(target, |s: Rc<Shard>| async move { s.metrics.snapshot(&s) })
+            .await
+        {
+            snapshots.push(s);
+        }
+    }
+    snapshots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_at_or_above_it() {
+        let m = ShardMetrics::default();
+        m.request_done(0, Duration::from_micros(100), 10, 20);
+        m.request_done(0, Duration::from_micros(101), 10, 20);
+        m.request_done(0, Duration::from_secs(60), 10, 0);
+        m.request_done(-5, Duration::from_micros(1), 3, 0); // unknown key: bytes only
+        let api = &m.apis[0];
+        assert_eq!(api.requests.get(), 3);
+        assert_eq!(api.buckets[0].get(), 1);
+        assert_eq!(api.buckets[1].get(), 1);
+        assert_eq!(api.buckets[BUCKETS - 1].get(), 1);
+        assert_eq!(m.bytes_in.get(), 33);
+        assert_eq!(m.bytes_out.get(), 40);
+    }
+
+    #[test]
+    fn render_is_cumulative_and_labelled() {
+        let mut buckets = [0u64; BUCKETS];
+        buckets[0] = 2;
+        buckets[3] = 1;
+        let snapshot = MetricsSnapshot {
+            shard: 1,
+            apis: vec![ApiSnapshot {
+                key: 0,
+                requests: 3,
+                latency_us_sum: 1_500,
+                buckets,
+            }],
+            bytes_in: 7,
+            bytes_out: 9,
+            connections_accepted: 2,
+            connections_open: 1,
+            partitions: vec![PartitionSnapshot {
+                topic: "t".into(),
+                partition: 4,
+                size_bytes: 4096,
+                log_end_offset: 10,
+                high_watermark: 10,
+            }],
+        };
+        let text = render(&[snapshot]);
+        assert!(text.contains("sluice_requests_total{shard=\"1\",api=\"Produce\"} 3\n"));
+        assert!(text.contains(
+            "sluice_request_latency_seconds_bucket{shard=\"1\",api=\"Produce\",le=\"0.001\"} 3\n"
+        ));
+        assert!(text.contains(
+            "sluice_request_latency_seconds_bucket{shard=\"1\",api=\"Produce\",le=\"+Inf\"} 3\n"
+        ));
+        assert!(text
+            .contains("sluice_request_latency_seconds_sum{shard=\"1\",api=\"Produce\"} 0.0015\n"));
+        assert!(text.contains("sluice_bytes_in_total{shard=\"1\"} 7\n"));
+        assert!(
+            text.contains("sluice_log_size_bytes{shard=\"1\",topic=\"t\",partition=\"4\"} 4096\n")
+        );
+        assert_eq!(text.matches("# TYPE").count(), 10);
+    }
+}
