@@ -33,7 +33,7 @@ else
     built=0
 fi
 run_stage "cargo nextest (unit + integration)" \
-    cargo nextest run --workspace --no-fail-fast --failure-output final
+    cargo nextest run --workspace --config-file scripts/nextest.toml
 
 pytest_log="$(mktemp)"
 if [ "$built" = 1 ]; then
