@@ -206,6 +206,16 @@ fn api_name(key: i16) -> String {
     }
 }
 
+/// A per-shard metric family: name, type, help, value.
+type ShardFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&MetricsSnapshot) -> u64,
+);
+/// A per-partition gauge family: name, help, value.
+type PartitionFamily = (&'static str, &'static str, fn(&PartitionSnapshot) -> i64);
+
 /// Renders every shard's snapshot in Prometheus' text exposition format (0.0.4).
 pub fn render(snapshots: &[MetricsSnapshot]) -> String {
     let mut out = String::new();
@@ -266,7 +276,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         },
     );
-    let per_shard: [(&str, &str, &str, fn(&MetricsSnapshot) -> u64); 5] = [
+    let per_shard: [ShardFamily; 5] = [
         (
             "sluice_bytes_in_total",
             "counter",
@@ -302,7 +312,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         });
     }
-    let per_partition: [(&str, &str, fn(&PartitionSnapshot) -> i64); 3] = [
+    let per_partition: [PartitionFamily; 3] = [
         (
             "sluice_log_size_bytes",
             "Bytes in the partition's segments.",
