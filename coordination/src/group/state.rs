@@ -1476,3 +1476,537 @@ fn after_removal(group_id: &str, g: &mut Group, now_ms: u64, wall_ms: i64, effec
         GroupState::Empty | GroupState::Dead => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION_MS: i32 = 10_000;
+    const REBALANCE_MS: i32 = 30_000;
+
+    fn coordinator(initial_delay_ms: i32) -> GroupCoordinator {
+        GroupCoordinator::new(GroupConfig {
+            initial_rebalance_delay_ms: initial_delay_ms,
+            ..GroupConfig::default()
+        })
+    }
+
+    fn join_req(member_id: &str, instance: Option<&str>, require_known: bool) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: instance.map(str::to_string),
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            session_timeout_ms: SESSION_MS,
+            rebalance_timeout_ms: REBALANCE_MS,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            require_known_member_id: require_known,
+        }
+    }
+
+    fn sync_req(
+        member_id: &str,
+        generation_id: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncRequest {
+        SyncRequest {
+            group_id: "g".into(),
+            generation_id,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        }
+    }
+
+    fn waiter(reply: Reply<JoinResult>) -> WaiterId {
+        match reply {
+            Reply::Later(w) => w,
+            Reply::Now(r) => panic!("expected a parked join, got {r:?}"),
+        }
+    }
+
+    /// The answer of a join: given at once, or among the effects.
+    fn settle(reply: Reply<JoinResult>, effects: &Effects) -> JoinResult {
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Later(w) => joined(effects, w),
+        }
+    }
+
+    fn joined(effects: &Effects, w: WaiterId) -> JoinResult {
+        effects
+            .joins
+            .iter()
+            .find(|(id, _)| *id == w)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("no answer for waiter {w}: {effects:?}"))
+    }
+
+    /// One member through MEMBER_ID_REQUIRED, join and sync; returns its id.
+    fn single_member_group(c: &mut GroupCoordinator) -> String {
+        let mut fx = Effects::default();
+        let Reply::Now(first) = c.join(0, 0, join_req("", None, true), &mut fx) else {
+            panic!("v4+ join of a new member answers at once");
+        };
+        assert_eq!(first.error, ErrorCode::MemberIdRequired);
+        let id = first.member_id;
+        let Reply::Now(done) = c.join(0, 0, join_req(&id, None, true), &mut fx) else {
+            panic!("a lone member completes the join at once without initial delay");
+        };
+        assert_eq!(done.error, ErrorCode::None);
+        assert_eq!(done.generation_id, 1);
+        assert_eq!(done.leader, id);
+        assert_eq!(done.members.len(), 1);
+        let Reply::Now(synced) = c.sync(
+            0,
+            0,
+            sync_req(&id, 1, vec![(id.clone(), Bytes::from_static(b"A"))]),
+            &mut fx,
+        ) else {
+            panic!("the leader's sync answers at once");
+        };
+        assert_eq!(synced.assignment, Bytes::from_static(b"A"));
+        assert_eq!(c.describe("g").state, GroupState::Stable);
+        assert!(matches!(
+            fx.records.last(),
+            Some((_, GroupRecord::Group { value: Some(_), .. }))
+        ));
+        id
+    }
+
+    #[test]
+    fn java_hash_and_partition_match_kafka() {
+        // "group".hashCode() in Java is 98629247.
+        assert_eq!(java_string_hash("group"), 98_629_247);
+        assert_eq!(partition_for_group("group", 50), 98_629_247 % 50);
+        // Negative hashes are masked, not negated: "polygenelubricants".hashCode() is
+        // Integer.MIN_VALUE.
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(partition_for_group("polygenelubricants", 50), 0);
+        assert_eq!(java_string_hash(""), 0);
+    }
+
+    #[test]
+    fn join_sync_heartbeat_and_generation_checks() {
+        let mut c = coordinator(0);
+        let id = single_member_group(&mut c);
+        assert_eq!(c.heartbeat(1, "g", &id, None, 1), ErrorCode::None);
+        assert_eq!(
+            c.heartbeat(1, "g", &id, None, 0),
+            ErrorCode::IllegalGeneration
+        );
+        assert_eq!(
+            c.heartbeat(1, "g", "nobody", None, 1),
+            ErrorCode::UnknownMemberId
+        );
+        assert_eq!(
+            c.heartbeat(1, "other", &id, None, 1),
+            ErrorCode::UnknownMemberId
+        );
+        let mut fx = Effects::default();
+        assert_eq!(
+            c.sync(1, 0, sync_req(&id, 7, vec![]), &mut fx),
+            Reply::Now(SyncResult::error(ErrorCode::IllegalGeneration))
+        );
+        assert!(matches!(
+            c.join(1, 0, join_req("ghost", None, true), &mut fx),
+            Reply::Now(JoinResult {
+                error: ErrorCode::UnknownMemberId,
+                ..
+            })
+        ));
+        let mut bad = join_req("", None, true);
+        bad.session_timeout_ms = 10;
+        assert!(matches!(
+            c.join(1, 0, bad, &mut fx),
+            Reply::Now(JoinResult {
+                error: ErrorCode::InvalidSessionTimeout,
+                ..
+            })
+        ));
+        let mut other_type = join_req("", None, false);
+        other_type.protocol_type = "connect".into();
+        assert!(matches!(
+            c.join(1, 0, other_type, &mut fx),
+            Reply::Now(JoinResult {
+                error: ErrorCode::InconsistentGroupProtocol,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn second_member_rebalances_and_follower_waits_for_leader() {
+        let mut c = coordinator(0);
+        let a = single_member_group(&mut c);
+        let mut fx = Effects::default();
+        // b joins (v3, no MEMBER_ID_REQUIRED): the group rebalances, a must rejoin.
+        let wb = waiter(c.join(10, 0, join_req("", None, false), &mut fx));
+        assert_eq!(c.describe("g").state, GroupState::PreparingRebalance);
+        assert_eq!(
+            c.heartbeat(11, "g", &a, None, 1),
+            ErrorCode::RebalanceInProgress
+        );
+        let reply = c.join(12, 0, join_req(&a, None, true), &mut fx);
+        let (ra, rb) = (settle(reply, &fx), joined(&fx, wb));
+        assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
+        assert_eq!(ra.leader, a, "the leader stays the leader");
+        assert_eq!(ra.members.len(), 2);
+        assert!(
+            rb.members.is_empty(),
+            "only the leader gets the member list"
+        );
+        assert_eq!(ra.protocol_name.as_deref(), Some("range"));
+        let b = rb.member_id;
+
+        // The follower's sync is parked until the leader's assignment arrives.
+        let mut fx = Effects::default();
+        let Reply::Later(sb) = c.sync(13, 0, sync_req(&b, 2, vec![]), &mut fx) else {
+            panic!("follower sync must wait")
+        };
+        assert_eq!(c.heartbeat(13, "g", &b, None, 2), ErrorCode::None);
+        let assignments = vec![
+            (a.clone(), Bytes::from_static(b"A")),
+            (b.clone(), Bytes::from_static(b"B")),
+        ];
+        let Reply::Now(sa) = c.sync(14, 0, sync_req(&a, 2, assignments), &mut fx) else {
+            panic!("leader sync answers at once")
+        };
+        assert_eq!(sa.assignment, Bytes::from_static(b"A"));
+        assert_eq!(
+            fx.syncs,
+            vec![(
+                sb,
+                SyncResult {
+                    error: ErrorCode::None,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: Some("range".into()),
+                    assignment: Bytes::from_static(b"B"),
+                }
+            )]
+        );
+        let d = c.describe("g");
+        assert_eq!(d.state, GroupState::Stable);
+        assert_eq!(d.members.len(), 2);
+    }
+
+    #[test]
+    fn leave_and_session_expiry_trigger_rebalance() {
+        let mut c = coordinator(0);
+        let a = single_member_group(&mut c);
+        let mut fx = Effects::default();
+        let wb = waiter(c.join(0, 0, join_req("", None, false), &mut fx));
+        let reply = c.join(0, 0, join_req(&a, None, true), &mut fx);
+        let b = joined(&fx, wb).member_id;
+        assert_eq!(settle(reply, &fx).generation_id, 2);
+        let mut fx = Effects::default();
+        c.sync(0, 0, sync_req(&a, 2, vec![]), &mut fx);
+        c.sync(0, 0, sync_req(&b, 2, vec![]), &mut fx);
+
+        // b leaves: rebalance; a rejoins alone and gets generation 3.
+        let mut fx = Effects::default();
+        assert_eq!(
+            c.leave(1, 0, "g", &[(b.clone(), None)], &mut fx),
+            Ok(vec![ErrorCode::None])
+        );
+        assert_eq!(c.describe("g").state, GroupState::PreparingRebalance);
+        assert!(matches!(
+            c.join(2, 0, join_req(&a, None, true), &mut fx),
+            Reply::Now(JoinResult {
+                generation_id: 3,
+                ..
+            })
+        ));
+        assert_eq!(
+            c.leave(2, 0, "g", &[(b, None)], &mut fx),
+            Ok(vec![ErrorCode::UnknownMemberId])
+        );
+        c.sync(3, 0, sync_req(&a, 3, vec![]), &mut fx);
+
+        // a stops heartbeating: expired after the session timeout, group empty.
+        let deadline = c.next_deadline_ms().expect("a session deadline");
+        assert_eq!(deadline, 3 + SESSION_MS as u64);
+        assert!(c.tick(deadline - 1, 0).is_empty());
+        let fx = c.tick(deadline, 0);
+        let d = c.describe("g");
+        assert_eq!(d.state, GroupState::Empty);
+        assert!(d.members.is_empty());
+        assert!(
+            matches!(fx.records.last(), Some((_, GroupRecord::Group { value: Some(v), .. })) if v.members.is_empty() && v.generation_id == 4)
+        );
+    }
+
+    #[test]
+    fn rebalance_timeout_drops_members_that_do_not_rejoin() {
+        let mut c = coordinator(0);
+        let a = single_member_group(&mut c);
+        let mut fx = Effects::default();
+        let wb = waiter(c.join(100, 0, join_req("", None, false), &mut fx));
+        // a keeps heartbeating but never rejoins.
+        assert_eq!(
+            c.heartbeat(200, "g", &a, None, 1),
+            ErrorCode::RebalanceInProgress
+        );
+        let fx = c.tick(100 + REBALANCE_MS as u64, 0);
+        let rb = joined(&fx, wb);
+        assert_eq!(rb.error, ErrorCode::None);
+        assert_eq!(rb.leader, rb.member_id, "b leads once a is gone");
+        assert_eq!(
+            c.heartbeat(100 + REBALANCE_MS as u64, "g", &a, None, 1),
+            ErrorCode::UnknownMemberId
+        );
+    }
+
+    #[test]
+    fn initial_delay_waits_and_extends_for_new_members() {
+        let mut c = coordinator(100);
+        let mut fx = Effects::default();
+        let w1 = waiter(c.join(0, 0, join_req("", None, false), &mut fx));
+        assert_eq!(c.next_deadline_ms(), Some(100));
+        let w2 = waiter(c.join(50, 0, join_req("", None, false), &mut fx));
+        // A member arrived during the delay: it is extended once more.
+        assert!(c.tick(100, 0).joins.is_empty());
+        let fx = c.tick(200, 0);
+        assert_eq!(joined(&fx, w1).generation_id, 1);
+        assert_eq!(joined(&fx, w2).generation_id, 1);
+    }
+
+    #[test]
+    fn static_member_rejoin_keeps_assignment_and_fences_old_id() {
+        let mut c = coordinator(0);
+        let mut fx = Effects::default();
+        let reply = c.join(0, 0, join_req("", Some("inst"), true), &mut fx);
+        let first = settle(reply, &fx);
+        let old = first.member_id.clone();
+        assert!(old.starts_with("inst-"));
+        c.sync(
+            0,
+            0,
+            sync_req(&old, 1, vec![(old.clone(), Bytes::from_static(b"A"))]),
+            &mut fx,
+        );
+
+        // The same instance restarts with no member id: new id, same generation, no
+        // rebalance.
+        let mut fx = Effects::default();
+        let Reply::Now(again) = c.join(5, 0, join_req("", Some("inst"), true), &mut fx) else {
+            panic!("a stable static member rejoins at once")
+        };
+        assert_eq!(again.error, ErrorCode::None);
+        assert_eq!(again.generation_id, 1);
+        assert_ne!(again.member_id, old);
+        assert_eq!(c.describe("g").state, GroupState::Stable);
+        assert_eq!(fx.records.len(), 1, "the new member id is persisted");
+        // The old incarnation is fenced.
+        assert_eq!(
+            c.heartbeat(6, "g", &old, Some("inst"), 1),
+            ErrorCode::FencedInstanceId
+        );
+        assert_eq!(
+            c.heartbeat(6, "g", &again.member_id, Some("inst"), 1),
+            ErrorCode::None
+        );
+        let Reply::Now(s) = c.sync(6, 0, sync_req(&again.member_id, 1, vec![]), &mut fx) else {
+            panic!()
+        };
+        assert_eq!(s.assignment, Bytes::from_static(b"A"));
+        // Leaving by instance id with a stale member id is fenced too.
+        assert_eq!(
+            c.leave(7, 0, "g", &[(old, Some("inst".into()))], &mut fx),
+            Ok(vec![ErrorCode::FencedInstanceId])
+        );
+        assert_eq!(
+            c.leave(7, 0, "g", &[(String::new(), Some("inst".into()))], &mut fx),
+            Ok(vec![ErrorCode::None])
+        );
+        assert_eq!(c.describe("g").state, GroupState::Empty);
+    }
+
+    #[test]
+    fn pending_member_expires() {
+        let mut c = coordinator(0);
+        let mut fx = Effects::default();
+        let Reply::Now(r) = c.join(0, 0, join_req("", None, true), &mut fx) else {
+            panic!()
+        };
+        assert_eq!(r.error, ErrorCode::MemberIdRequired);
+        assert_eq!(c.next_deadline_ms(), Some(SESSION_MS as u64));
+        c.tick(SESSION_MS as u64, 0);
+        assert_eq!(c.next_deadline_ms(), None);
+        // The id is no longer known.
+        assert!(matches!(
+            c.join(
+                SESSION_MS as u64,
+                0,
+                join_req(&r.member_id, None, true),
+                &mut fx
+            ),
+            Reply::Now(JoinResult {
+                error: ErrorCode::UnknownMemberId,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn commits_fetch_delete_and_replay() {
+        let mut c = coordinator(0);
+        c.begin_load(c.partition_for("g"));
+        c.finish_load(c.partition_for("g"));
+        // Standalone commit (generation -1, no member) creates an empty group.
+        let p = c.check_commit(0, "g", -1, "", None).unwrap();
+        assert_eq!(p, c.partition_for("g"));
+        let v = OffsetValue {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: "m".into(),
+            commit_timestamp_ms: 1,
+        };
+        c.commit_applied("g", "t", 0, v.clone());
+        assert_eq!(c.committed("g", "t", 0), Some(&v));
+        assert_eq!(c.list().len(), 1);
+        assert_eq!(
+            c.check_commit(0, "nope", 3, "m", None),
+            Err(ErrorCode::IllegalGeneration)
+        );
+
+        // A group with members refuses standalone commits and checks generations.
+        let mut c2 = coordinator(0);
+        let id = single_member_group(&mut c2);
+        assert_eq!(
+            c2.check_commit(0, "g", -1, "", None),
+            Err(ErrorCode::UnknownMemberId)
+        );
+        assert_eq!(
+            c2.check_commit(0, "g", 0, &id, None),
+            Err(ErrorCode::IllegalGeneration)
+        );
+        assert!(c2.check_commit(0, "g", 1, &id, None).is_ok());
+        assert_eq!(c2.delete_group("g"), Err(ErrorCode::NonEmptyGroup));
+
+        // OffsetDelete and DeleteGroups produce tombstones; replay restores state.
+        let (_, codes, records) = c
+            .delete_offsets("g", &[("t".into(), 0), ("t".into(), 1)])
+            .unwrap();
+        assert_eq!(codes, vec![ErrorCode::None, ErrorCode::None]);
+        assert_eq!(records.len(), 1);
+        assert_eq!(c.committed("g", "t", 0), None);
+        c.commit_applied("g", "t", 1, v.clone());
+        let (_, tombstones) = c.delete_group("g").unwrap();
+        assert_eq!(tombstones.len(), 2);
+        assert_eq!(c.delete_group("g"), Err(ErrorCode::GroupIdNotFound));
+
+        let mut replayed = coordinator(0);
+        let part = replayed.partition_for("g");
+        replayed.replay(
+            part,
+            GroupRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1,
+                value: Some(v.clone()),
+            },
+            0,
+        );
+        assert_eq!(replayed.committed("g", "t", 1), Some(&v));
+        for r in tombstones {
+            replayed.replay(part, r, 0);
+        }
+        assert_eq!(replayed.committed("g", "t", 1), None);
+        assert_eq!(replayed.describe("g").state, GroupState::Dead);
+    }
+
+    #[test]
+    fn replayed_members_are_stable_until_their_sessions_expire() {
+        let mut c = coordinator(0);
+        let id = single_member_group(&mut c);
+        let mut fx = Effects::default();
+        c.sync(0, 0, sync_req(&id, 1, vec![]), &mut fx);
+        let Some((
+            part,
+            GroupRecord::Group {
+                value: Some(value), ..
+            },
+        )) = c.tick(0, 0).records.pop().or_else(|| {
+            let g = c.groups.get("g").unwrap();
+            Some((
+                g.partition,
+                GroupRecord::Group {
+                    group: "g".into(),
+                    value: Some(g.to_value()),
+                },
+            ))
+        })
+        else {
+            panic!()
+        };
+        let mut loaded = coordinator(0);
+        loaded.replay(
+            part,
+            GroupRecord::Group {
+                group: "g".into(),
+                value: Some(value),
+            },
+            1000,
+        );
+        assert_eq!(loaded.describe("g").state, GroupState::Stable);
+        assert_eq!(loaded.heartbeat(1000, "g", &id, None, 1), ErrorCode::None);
+        loaded.tick(1000 + SESSION_MS as u64, 0);
+        assert_eq!(loaded.describe("g").state, GroupState::Empty);
+    }
+
+    #[test]
+    fn offset_delete_refuses_subscribed_topics() {
+        let mut c = coordinator(0);
+        // ConsumerProtocolSubscription v0 for topic "t".
+        let meta = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 0]);
+        let mut fx = Effects::default();
+        let mut req = join_req("", None, false);
+        req.protocols = vec![("range".into(), meta.clone())];
+        let reply = c.join(0, 0, req, &mut fx);
+        let id = settle(reply, &fx).member_id;
+        c.sync(0, 0, sync_req(&id, 1, vec![]), &mut fx);
+        c.commit_applied(
+            "g",
+            "t",
+            0,
+            OffsetValue {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+            },
+        );
+        c.commit_applied(
+            "g",
+            "u",
+            0,
+            OffsetValue {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+            },
+        );
+        let (_, codes, records) = c
+            .delete_offsets("g", &[("t".into(), 0), ("u".into(), 0)])
+            .unwrap();
+        assert_eq!(
+            codes,
+            vec![ErrorCode::GroupSubscribedToTopic, ErrorCode::None]
+        );
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            parse_subscription_topics(&meta),
+            Some(vec!["t".to_string()])
+        );
+        assert_eq!(
+            c.delete_offsets("missing", &[]),
+            Err(ErrorCode::GroupIdNotFound)
+        );
+    }
+}

@@ -31,7 +31,7 @@ impl Handler for OffsetCommit {
         let version = ctx.api_version;
         let group_id = request.group_id.0.to_string();
         // (topic, partition, offset, leader epoch, metadata) in request order.
-        let mut asked: Vec<(String, Vec<(i32, i64, i32, String)>)> = Vec::new();
+        let mut asked: CommitTopics = Vec::new();
         for topic in &request.topics {
             asked.push((
                 topic.name.0.to_string(),
@@ -103,6 +103,7 @@ impl Handler for OffsetCommit {
     }
 }
 
+/// Per topic: (partition, offset, leader epoch, metadata), in request order.
 type CommitTopics = Vec<(String, Vec<(i32, i64, i32, String)>)>;
 
 /// On the coordinator shard: validate, append, then update the cache.

@@ -19,6 +19,8 @@ pub struct OffsetFetch;
 /// One partition's answer: (partition, offset, leader epoch, metadata, error).
 type PartitionOffset = (i32, i64, i32, String, ErrorCode);
 type TopicOffsets = Vec<(String, Vec<PartitionOffset>)>;
+/// Topics and partitions asked for; `None` asks for all.
+type AskedTopics = Vec<(String, Vec<i32>)>;
 
 impl Handler for OffsetFetch {
     type Request = OffsetFetchRequest;
@@ -32,7 +34,7 @@ impl Handler for OffsetFetch {
         request: OffsetFetchRequest,
     ) -> Option<OffsetFetchResponse> {
         let version = ctx.api_version;
-        let asks: Vec<(String, Option<Vec<(String, Vec<i32>)>>)> = if version >= 8 {
+        let asks: Vec<(String, Option<AskedTopics>)> = if version >= 8 {
             request
                 .groups
                 .into_iter()
@@ -127,7 +129,7 @@ impl Handler for OffsetFetch {
 async fn fetch_group(
     ctx: &RequestContext,
     group_id: &str,
-    topics: Option<Vec<(String, Vec<i32>)>>,
+    topics: Option<AskedTopics>,
 ) -> (ErrorCode, TopicOffsets) {
     let gid = group_id.to_string();
     let asked = topics.clone();
