@@ -53,18 +53,18 @@ impl Handler for CreateTopics {
                     "Both numPartitions or replicationFactor and replicasAssignments were set."
                         .to_owned(),
                 ))
-            } else if let Some(bad) = topic
-                .assignments
-                .iter()
-                .flat_map(|a| a.broker_ids.iter())
-                .find(|id| shard.snapshot().broker(id.0).is_none())
-            {
-                Some((
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!("Unknown broker {} in replica assignment", bad.0),
-                ))
             } else {
-                None
+                topic
+                    .assignments
+                    .iter()
+                    .flat_map(|a| a.broker_ids.iter())
+                    .find(|id| shard.snapshot().broker(id.0).is_none())
+                    .map(|bad| {
+                        (
+                            ErrorCode::InvalidReplicaAssignment,
+                            format!("Unknown broker {} in replica assignment", bad.0),
+                        )
+                    })
             };
             if let Some((code, text)) = refused {
                 result.error_code = code.code();
