@@ -1,7 +1,9 @@
-//! The `sluice` binary: the broker (`sluice serve`, the default) and, in time, Kafka's
-//! command-line tools as subcommands.
+//! The `sluice` binary: the broker (`sluice serve`, the default) and Kafka's
+//! command-line tools as subcommands (`topics`, `console-producer`, `console-consumer`,
+//! `consumer-groups`; see `tools`).
 
 mod serve;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,15 @@ struct Cli {
 enum Command {
     /// Run a broker (the default), configured like kafka-server-start.sh.
     Serve(ServeArgs),
+    /// Create, list, describe, alter or delete topics, like kafka-topics.sh.
+    Topics(tools::topics::TopicsArgs),
+    /// Produce lines of stdin to a topic, like kafka-console-producer.sh.
+    ConsoleProducer(tools::console_producer::ConsoleProducerArgs),
+    /// Print a topic's records, like kafka-console-consumer.sh.
+    ConsoleConsumer(tools::console_consumer::ConsoleConsumerArgs),
+    /// List, describe, delete consumer groups and reset their offsets, like
+    /// kafka-consumer-groups.sh.
+    ConsumerGroups(tools::consumer_groups::ConsumerGroupsArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -49,6 +60,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve::run(ServeArgs::default()),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Topics(args)) => tools::topics::run(args),
+        Some(Command::ConsoleProducer(args)) => tools::console_producer::run(args),
+        Some(Command::ConsoleConsumer(args)) => tools::console_consumer::run(args),
+        Some(Command::ConsumerGroups(args)) => tools::consumer_groups::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -126,15 +126,15 @@ impl Connection {
     pub fn connect(host_port: &str, config: &ClientConfig) -> Result<Connection> {
         let sock = resolve(host_port)?;
         let stream =
-            TcpStream::connect_timeout(&sock, config.connect_timeout).map_err(|source| {
+            TcpStream::connect_timeout(&sock, config.connect_timeout).map_err(|error| {
                 ClientError::Connect {
                     addr: host_port.to_owned(),
-                    source,
+                    error,
                 }
             })?;
-        let io = |source| ClientError::Io {
+        let io = |error| ClientError::Io {
             addr: host_port.to_owned(),
-            source,
+            error,
         };
         stream.set_nodelay(true).map_err(io)?;
         stream
@@ -308,10 +308,10 @@ impl Connection {
         }
     }
 
-    fn io(&self, source: std::io::Error) -> ClientError {
+    fn io(&self, error: std::io::Error) -> ClientError {
         ClientError::Io {
             addr: self.addr.clone(),
-            source,
+            error,
         }
     }
 

@@ -95,10 +95,11 @@ fn screaming_snake(camel: &str) -> String {
 pub enum ClientError {
     #[error("cannot resolve {0}")]
     Resolve(String),
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
-    #[error("connection to {addr} failed: {source}")]
-    Io { addr: String, source: io::Error },
+    // The io::Error is in the message rather than a `source`, so it is printed once.
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: io::Error },
+    #[error("connection to {addr} failed: {error}")]
+    Io { addr: String, error: io::Error },
     #[error("{addr} closed the connection")]
     Closed { addr: String },
     #[error("protocol error with {addr}: {detail}")]
