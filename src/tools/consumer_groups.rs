@@ -111,7 +111,16 @@ fn describe(client: &mut Client, group: &str) -> Result<()> {
             for p in partitions {
                 owners.insert(
                     (topic.clone(), *p),
-                    (m.member_id.clone(), m.host.clone(), m.client_id.clone()),
+                    (
+                        m.member_id.clone(),
+                        // Some brokers leave the host empty; keep the column readable.
+                        if m.host.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            m.host.clone()
+                        },
+                        m.client_id.clone(),
+                    ),
                 );
             }
         }
