@@ -53,6 +53,7 @@ pub enum ControlRequest {
 /// A new snapshot for one shard. The shard creates the partition logs it owns that the
 /// snapshot adds, deletes those it removes, then sends `()` on `applied`. Updates arrive
 /// in version order; the first one (sent by [`start`]) carries the initial snapshot.
+/// Sending on `applied` fails only if the control thread has stopped; ignore that.
 #[derive(Debug)]
 pub struct SnapshotUpdate {
     pub snapshot: Arc<MetadataSnapshot>,
@@ -163,9 +164,9 @@ pub type Started = (ControlHandle, Vec<Receiver<SnapshotUpdate>>, JoinHandle<()>
 /// Returns the handle, one snapshot receiver per shard (index = shard id) and the
 /// thread. Each receiver's first update is the initial snapshot; the control thread
 /// serves no request until every shard has acknowledged it. A shard must drain its
-/// receiver in a task of its own and acknowledge every update (an update whose version
-/// it already holds included). A shard that drops its receiver no longer holds anyone
-/// up.
+/// receiver in a task of its own (never in a task that also awaits a control request)
+/// and acknowledge every update, an update whose version it already holds included.
+/// A shard that has dropped its receiver is no longer waited for.
 pub fn start(
     config: &BrokerConfig,
     advertised: BrokerEndpoint,
@@ -647,19 +648,18 @@ impl Controller {
         Ok(())
     }
 
-    /// Sends `snapshot` to every shard still listening; returns the acknowledgement
-    /// receivers and, once they are all in, makes it the handle's latest.
+    /// Sends `snapshot` to every shard still listening and returns what to wait for.
     fn push(&self, snapshot: &Arc<MetadataSnapshot>) -> PendingAcks {
         let mut acks = Vec::with_capacity(self.shards.len());
-        for shard in &self.shards {
+        for (shard, sender) in self.shards.iter().enumerate() {
             let (applied, ack) = oneshot();
             let update = SnapshotUpdate {
                 snapshot: snapshot.clone(),
                 applied,
             };
             // A shard that dropped its receiver has stopped; nobody waits for it.
-            if shard.try_send(update).is_ok() {
-                acks.push(ack);
+            if sender.try_send(update).is_ok() {
+                acks.push((shard, ack));
             }
         }
         PendingAcks {
@@ -669,15 +669,25 @@ impl Controller {
     }
 
     /// Waits until every shard has applied the pushed snapshot, then publishes it as
-    /// the latest. Returns false if a shutdown came first.
+    /// the handle's latest. Returns false if a shutdown came first.
+    ///
+    /// A shard counts as done when it acknowledges, when it drops the acknowledgement
+    /// sender, or when its receiver was already dropped before the wait for it began.
+    /// A shard that drops its receiver while the update is queued and the wait is under
+    /// way holds the wait until [`ControlHandle::shutdown`] (which every shutdown path
+    /// calls).
     fn wait_for_acks(&self, pending: PendingAcks) -> bool {
-        for ack in pending.acks {
+        for (shard, ack) in pending.acks {
+            if self.shards[shard].is_closed() {
+                continue;
+            }
             let stop = async {
+                // Nothing is ever sent on `stop`: it only closes.
                 let _ = self.stop.recv().await;
                 false
             };
-            // An ack channel closed without a message: the shard stopped.
             let acked = async {
+                // An error means the shard dropped the update unacknowledged: it stopped.
                 let _ = ack.recv().await;
                 true
             };
@@ -689,7 +699,10 @@ impl Controller {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        assert!(pending.snapshot.version > latest.version || pending.snapshot.version == 1);
+        assert!(
+            pending.snapshot.version > latest.version || pending.snapshot.version == 1,
+            "snapshot versions only grow"
+        );
         *latest = pending.snapshot;
         true
     }
@@ -698,5 +711,491 @@ impl Controller {
 /// A snapshot sent to the shards whose acknowledgements are outstanding.
 struct PendingAcks {
     snapshot: Arc<MetadataSnapshot>,
-    acks: Vec<Receiver<()>>,
+    /// `(shard, acknowledgement)` for every shard the update was queued for.
+    acks: Vec<(usize, Receiver<()>)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use futures_lite::future::block_on;
+    use sluice_core::config::TopicConfigs;
+
+    /// A simulated shard: a thread that records the version of every snapshot update it
+    /// receives, then acknowledges it. Stops when the control thread drops its sender.
+    struct FakeShard {
+        applied: Arc<Mutex<Vec<u64>>>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    fn spawn_shards(receivers: Vec<Receiver<SnapshotUpdate>>) -> Vec<FakeShard> {
+        receivers
+            .into_iter()
+            .map(|receiver| {
+                let applied = Arc::new(Mutex::new(Vec::new()));
+                let record = applied.clone();
+                let thread = std::thread::spawn(move || {
+                    while let Ok(update) = receiver.recv_blocking() {
+                        record.lock().unwrap().push(update.snapshot.version);
+                        // Fails only when the control thread has stopped meanwhile.
+                        let _ = update.applied.send_blocking(());
+                    }
+                });
+                FakeShard { applied, thread }
+            })
+            .collect()
+    }
+
+    struct Node {
+        handle: ControlHandle,
+        shards: Vec<FakeShard>,
+        thread: JoinHandle<()>,
+    }
+
+    impl Node {
+        fn start(config: &BrokerConfig, shard_count: usize) -> Node {
+            let (handle, receivers, thread) = start(config, endpoint(), shard_count).unwrap();
+            let shards = spawn_shards(receivers);
+            Node {
+                handle,
+                shards,
+                thread,
+            }
+        }
+
+        fn stop(self) -> Vec<Vec<u64>> {
+            self.handle.shutdown();
+            self.thread.join().unwrap();
+            self.shards
+                .into_iter()
+                .map(|shard| {
+                    shard.thread.join().unwrap();
+                    Arc::try_unwrap(shard.applied)
+                        .unwrap()
+                        .into_inner()
+                        .unwrap()
+                })
+                .collect()
+        }
+
+        fn create(
+            &self,
+            topics: Vec<NewTopic>,
+            validate_only: bool,
+        ) -> Vec<Result<Arc<TopicMetadata>, ControlError>> {
+            block_on(self.handle.create_topics(topics, validate_only)).unwrap()
+        }
+
+        fn create_one(&self, topic: NewTopic) -> Result<Arc<TopicMetadata>, ControlError> {
+            let mut answers = self.create(vec![topic], false);
+            assert_eq!(answers.len(), 1);
+            answers.remove(0)
+        }
+    }
+
+    fn endpoint() -> BrokerEndpoint {
+        BrokerEndpoint {
+            id: 0,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        }
+    }
+
+    fn config(dir: &std::path::Path) -> BrokerConfig {
+        BrokerConfig {
+            log_dirs: vec![dir.to_path_buf()],
+            num_partitions: 3,
+            ..BrokerConfig::default()
+        }
+    }
+
+    fn new_topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: -1,
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<TopicConfigs>(),
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(answer: &Result<T, ControlError>) -> ErrorCode {
+        match answer {
+            Ok(_) => ErrorCode::None,
+            Err(error) => error.code,
+        }
+    }
+
+    #[test]
+    fn create_pushes_the_snapshot_to_every_shard_before_replying() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 3);
+        let initial = node.handle.snapshot();
+        assert_eq!(initial.version, 1);
+        assert!(initial.topics.is_empty());
+        assert_eq!(initial.brokers, vec![endpoint()]);
+        assert_eq!(initial.controller_id, 0);
+        assert_eq!(initial.cluster_id.len(), 22);
+
+        let topic = node
+            .create_one(new_topic("orders", -1, &[("retention.ms", "1000")]))
+            .unwrap();
+        // The reply came after every shard recorded version 2.
+        for shard in &node.shards {
+            assert_eq!(*shard.applied.lock().unwrap(), vec![1, 2]);
+        }
+        assert_eq!(topic.partitions, 3, "num.partitions applies to -1");
+        assert_eq!(topic.replication_factor, 1);
+        assert_eq!(topic.log_config.retention_ms, Some(1000));
+        assert!(!topic.internal);
+        assert_ne!(topic.id, [0; 16]);
+
+        let snapshot = node.handle.snapshot();
+        assert_eq!(snapshot.version, 2);
+        assert_eq!(snapshot.cluster_id, initial.cluster_id);
+        assert_eq!(snapshot.topic("orders"), Some(&topic));
+        assert_eq!(snapshot.topic_by_id(&topic.id), Some(&topic));
+
+        let offsets = node
+            .create_one(new_topic("__consumer_offsets", 50, &[]))
+            .unwrap();
+        assert!(offsets.internal);
+        assert!(
+            !node
+                .create_one(new_topic("__private", 1, &[]))
+                .unwrap()
+                .internal
+        );
+        let applied = node.stop();
+        assert_eq!(applied, vec![vec![1, 2, 3, 4]; 3]);
+    }
+
+    /// A shard that has received the update but not acknowledged it holds the reply back.
+    #[test]
+    fn reply_waits_for_a_slow_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, mut receivers, thread) = start(&config(dir.path()), endpoint(), 2).unwrap();
+        let slow = receivers.pop().unwrap();
+        let fast = spawn_shards(receivers);
+        let initial = slow.recv_blocking().unwrap();
+        initial.applied.send_blocking(()).unwrap();
+
+        let (reply_sender, reply) = std::sync::mpsc::channel();
+        let caller = handle.clone();
+        let request = std::thread::spawn(move || {
+            let answer = block_on(caller.create_topics(vec![new_topic("t", 1, &[])], false));
+            reply_sender.send(answer).unwrap();
+        });
+        let update = slow.recv_blocking().unwrap();
+        assert_eq!(update.snapshot.version, 2);
+        assert!(update.snapshot.topic("t").is_some());
+        assert!(
+            reply.try_recv().is_err(),
+            "replied before the slow shard applied"
+        );
+        assert_eq!(
+            handle.snapshot().version,
+            1,
+            "latest moves only after every ack"
+        );
+        update.applied.send_blocking(()).unwrap();
+        let answer = reply.recv().unwrap().unwrap();
+        assert!(answer[0].is_ok());
+        assert_eq!(handle.snapshot().version, 2);
+        request.join().unwrap();
+
+        handle.shutdown();
+        thread.join().unwrap();
+        for shard in fast {
+            shard.thread.join().unwrap();
+        }
+    }
+
+    /// A shard that dropped its receiver is not waited for; shutdown is not held up by
+    /// a shard that never acknowledges.
+    #[test]
+    fn gone_or_stuck_shards_do_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, mut receivers, thread) = start(&config(dir.path()), endpoint(), 2).unwrap();
+        let gone = receivers.pop().unwrap();
+        let stuck = receivers.pop().unwrap();
+        for receiver in [&gone, &stuck] {
+            let initial = receiver.recv_blocking().unwrap();
+            initial.applied.send_blocking(()).unwrap();
+        }
+        drop(gone);
+
+        let caller = handle.clone();
+        let request = std::thread::spawn(move || {
+            block_on(caller.create_topics(vec![new_topic("t", 1, &[])], false))
+        });
+        let update = stuck.recv_blocking().unwrap();
+        update.applied.send_blocking(()).unwrap();
+        let answers = request.join().unwrap().unwrap();
+        assert!(answers[0].is_ok(), "the gone shard was not waited for");
+
+        let caller = handle.clone();
+        let request = std::thread::spawn(move || {
+            block_on(caller.create_topics(vec![new_topic("u", 1, &[])], false))
+        });
+        // Received, never acknowledged.
+        let update = stuck.recv_blocking().unwrap();
+        handle.shutdown();
+        thread.join().unwrap();
+        drop(update);
+        // The change was persisted before the shutdown was seen, so the caller gets
+        // either the answer or Stopped, but is not left hanging.
+        let _ = request.join().unwrap();
+        assert!(matches!(
+            block_on(handle.allocate_producer_id()),
+            Err(CoordinationError::Stopped)
+        ));
+    }
+
+    #[test]
+    fn create_topics_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 1);
+        node.create_one(new_topic("exists", 1, &[])).unwrap();
+        node.create_one(new_topic("a.b", 1, &[])).unwrap();
+        let long = "x".repeat(250);
+        let rf = |name: &str, factor: i16| NewTopic {
+            replication_factor: factor,
+            ..new_topic(name, 1, &[])
+        };
+        let cases = [
+            (new_topic("", 1, &[]), ErrorCode::InvalidTopicException),
+            (new_topic(".", 1, &[]), ErrorCode::InvalidTopicException),
+            (new_topic("..", 1, &[]), ErrorCode::InvalidTopicException),
+            (new_topic(&long, 1, &[]), ErrorCode::InvalidTopicException),
+            (new_topic("a/b", 1, &[]), ErrorCode::InvalidTopicException),
+            (new_topic("a_b", 1, &[]), ErrorCode::InvalidTopicException),
+            (new_topic("exists", 1, &[]), ErrorCode::TopicAlreadyExists),
+            (new_topic("p0", 0, &[]), ErrorCode::InvalidPartitions),
+            (new_topic("pm2", -2, &[]), ErrorCode::InvalidPartitions),
+            (
+                new_topic("pbig", 1_000_000, &[]),
+                ErrorCode::InvalidPartitions,
+            ),
+            (rf("rf0", 0), ErrorCode::InvalidReplicationFactor),
+            (rf("rf2", 2), ErrorCode::InvalidReplicationFactor),
+            (rf("rfm2", -2), ErrorCode::InvalidReplicationFactor),
+            (
+                new_topic("c1", 1, &[("retention.ms", "x")]),
+                ErrorCode::InvalidConfig,
+            ),
+            (
+                new_topic("c2", 1, &[("no.such", "1")]),
+                ErrorCode::InvalidConfig,
+            ),
+            (
+                new_topic("c3", 1, &[("cleanup.policy", "compact")]),
+                ErrorCode::InvalidConfig,
+            ),
+            (new_topic("ok", 2, &[]), ErrorCode::None),
+        ];
+        let (topics, expected): (Vec<NewTopic>, Vec<ErrorCode>) = cases.into_iter().unzip();
+        for validate_only in [true, false] {
+            let answers = node.create(topics.clone(), validate_only);
+            let codes: Vec<ErrorCode> = answers.iter().map(code).collect();
+            assert_eq!(codes, expected, "validate_only={validate_only}");
+            let config_error = answers[13].as_ref().unwrap_err();
+            assert!(
+                config_error.message.contains("retention.ms"),
+                "{config_error:?}"
+            );
+        }
+
+        // Duplicates within one request are refused, like Kafka.
+        let answers = node.create(vec![new_topic("d", 1, &[]), new_topic("d", 1, &[])], false);
+        assert_eq!(
+            answers.iter().map(code).collect::<Vec<_>>(),
+            vec![ErrorCode::InvalidRequest; 2]
+        );
+        // Two new topics of one request that collide with each other.
+        let answers = node.create(
+            vec![new_topic("x.y", 1, &[]), new_topic("x_y", 1, &[])],
+            false,
+        );
+        assert_eq!(
+            answers.iter().map(code).collect::<Vec<_>>(),
+            vec![ErrorCode::None, ErrorCode::InvalidTopicException]
+        );
+        node.stop();
+    }
+
+    #[test]
+    fn validate_only_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 2);
+        node.create_one(new_topic("t", 1, &[])).unwrap();
+        let store_before = std::fs::read(dir.path().join(crate::METADATA_FILE_NAME)).unwrap();
+        let before = node.handle.snapshot();
+
+        let answers = node.create(vec![new_topic("v", 4, &[("segment.bytes", "1000")])], true);
+        let validated = answers[0].as_ref().unwrap();
+        assert_eq!(validated.partitions, 4);
+        assert_eq!(validated.log_config.segment_bytes, 1000);
+        assert_eq!(validated.id, [0; 16]);
+        let answers = block_on(node.handle.create_partitions(vec![("t".into(), 5)], true)).unwrap();
+        assert_eq!(answers, vec![Ok(())]);
+
+        let after = node.handle.snapshot();
+        assert_eq!(after.version, before.version);
+        assert!(after.topic("v").is_none());
+        assert_eq!(after.topic("t").unwrap().partitions, 1);
+        let store_after = std::fs::read(dir.path().join(crate::METADATA_FILE_NAME)).unwrap();
+        assert_eq!(store_before, store_after);
+        let applied = node.stop();
+        assert_eq!(applied, vec![vec![1, 2]; 2], "nothing was pushed");
+    }
+
+    #[test]
+    fn delete_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 2);
+        let topic = node.create_one(new_topic("t", 2, &[])).unwrap();
+        let answers = block_on(node.handle.delete_topics(vec!["t".into(), "nope".into()])).unwrap();
+        assert_eq!(answers[0], Ok(topic.id));
+        assert_eq!(code(&answers[1]), ErrorCode::UnknownTopicOrPartition);
+        let snapshot = node.handle.snapshot();
+        assert!(snapshot.topic("t").is_none());
+        assert!(snapshot.topic_by_id(&topic.id).is_none());
+        assert_eq!(snapshot.version, 3);
+
+        let answers = block_on(node.handle.delete_topics(vec!["u".into(), "u".into()])).unwrap();
+        assert_eq!(
+            answers.iter().map(code).collect::<Vec<_>>(),
+            vec![ErrorCode::InvalidRequest; 2]
+        );
+        // Only unknown topics: nothing is pushed.
+        block_on(node.handle.delete_topics(vec!["gone".into()])).unwrap();
+        assert_eq!(node.stop(), vec![vec![1, 2, 3]; 2]);
+
+        let disabled = BrokerConfig {
+            delete_topic_enable: false,
+            ..config(dir.path())
+        };
+        let node = Node::start(&disabled, 1);
+        node.create_one(new_topic("kept", 1, &[])).unwrap();
+        let answers = block_on(
+            node.handle
+                .delete_topics(vec!["kept".into(), "nope".into()]),
+        )
+        .unwrap();
+        assert_eq!(
+            answers.iter().map(code).collect::<Vec<_>>(),
+            vec![ErrorCode::TopicDeletionDisabled; 2]
+        );
+        assert!(node.handle.snapshot().topic("kept").is_some());
+        node.stop();
+    }
+
+    #[test]
+    fn create_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 1);
+        let topic = node.create_one(new_topic("t", 2, &[])).unwrap();
+        node.create_one(new_topic("__consumer_offsets", 5, &[]))
+            .unwrap();
+        let answers = block_on(node.handle.create_partitions(
+            vec![
+                ("t".into(), 4),
+                ("nope".into(), 4),
+                ("__consumer_offsets".into(), 6),
+                ("dup".into(), 3),
+                ("dup".into(), 3),
+            ],
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            answers.iter().map(code).collect::<Vec<_>>(),
+            vec![
+                ErrorCode::None,
+                ErrorCode::UnknownTopicOrPartition,
+                ErrorCode::InvalidPartitions,
+                ErrorCode::InvalidRequest,
+                ErrorCode::InvalidRequest
+            ]
+        );
+        let grown = node.handle.snapshot().topic("t").unwrap().clone();
+        assert_eq!(grown.partitions, 4);
+        assert_eq!(grown.id, topic.id, "growing keeps the topic id");
+        for count in [4, 3, 0, -1, 1_000_000] {
+            let answers = block_on(
+                node.handle
+                    .create_partitions(vec![("t".into(), count)], false),
+            )
+            .unwrap();
+            assert_eq!(code(&answers[0]), ErrorCode::InvalidPartitions, "{count}");
+        }
+        node.stop();
+    }
+
+    #[test]
+    fn metadata_and_producer_ids_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 2);
+        let cluster_id = node.handle.snapshot().cluster_id.clone();
+        let a = node
+            .create_one(new_topic("a", 2, &[("retention.ms", "5000")]))
+            .unwrap();
+        let b = node.create_one(new_topic("b", 1, &[])).unwrap();
+        block_on(node.handle.create_partitions(vec![("b".into(), 3)], false)).unwrap();
+        let mut ids = BTreeSet::new();
+        for _ in 0..5 {
+            assert!(ids.insert(
+                block_on(node.handle.allocate_producer_id())
+                    .unwrap()
+                    .unwrap()
+            ));
+        }
+        node.stop();
+
+        let node = Node::start(&config(dir.path()), 2);
+        let snapshot = node.handle.snapshot();
+        assert_eq!(snapshot.version, 1);
+        assert_eq!(snapshot.cluster_id, cluster_id);
+        assert_eq!(snapshot.topics.len(), 2);
+        assert_eq!(snapshot.topic("a"), Some(&a));
+        let b2 = snapshot.topic("b").unwrap();
+        assert_eq!((b2.id, b2.partitions), (b.id, 3));
+        for _ in 0..(PRODUCER_ID_BLOCK_SIZE + 5) {
+            let id = block_on(node.handle.allocate_producer_id())
+                .unwrap()
+                .unwrap();
+            assert!(ids.insert(id), "producer id {id} handed out twice");
+        }
+        assert_eq!(
+            node.create_one(new_topic("a", 1, &[])).unwrap_err().code,
+            ErrorCode::TopicAlreadyExists
+        );
+        node.stop();
+
+        // The whole first block was skipped by the restart; ids are never reused.
+        let first_after_restart = ids.iter().find(|&&id| id >= 5).copied();
+        assert_eq!(first_after_restart, Some(PRODUCER_ID_BLOCK_SIZE));
+    }
+
+    #[test]
+    fn stopped_control_plane_answers_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 1);
+        let handle = node.handle.clone();
+        node.stop();
+        assert!(matches!(
+            block_on(handle.create_topics(vec![new_topic("t", 1, &[])], false)),
+            Err(CoordinationError::Stopped)
+        ));
+        assert!(matches!(
+            block_on(handle.delete_topics(vec!["t".into()])),
+            Err(CoordinationError::Stopped)
+        ));
+    }
 }

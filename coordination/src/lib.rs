@@ -19,6 +19,9 @@
 //!   [`ControlHandle`] shards use to reach it, and [`start`].
 //! - `error`: [`CoordinationError`] (the control plane cannot run) and [`ControlError`]
 //!   (one item of a request failed; that is data in the answer).
+//! - [`group`]: the classic consumer-group protocol as a state machine without I/O,
+//!   run by the shard owning the group's `__consumer_offsets` partition (not by the
+//!   control thread), and the record layouts of that topic.
 //!
 //! Invariants: only the control thread writes the metadata store; a snapshot's version
 //! grows by one with every change; a reply is sent only after every shard has applied
