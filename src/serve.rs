@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use sluice_coordination::BrokerEndpoint;
+use sluice_coordination::{BrokerEndpoint, SnapshotUpdate};
 use sluice_core::config::BrokerConfig;
 use sluice_net::{Job, ShardContext};
 use sluice_rt::exec::{available_cores, start_shards, DEFAULT_IO_MEMORY_BYTES};
@@ -17,6 +17,9 @@ use sluice_rt::net::reserve_port;
 use sluice_rt::sync::{bounded, unbounded, Receiver};
 
 use crate::ServeArgs;
+
+/// What a shard receives: jobs from other shards, and metadata changes.
+type ShardInbox = (Receiver<Job>, Receiver<SnapshotUpdate>);
 
 /// Jobs one shard may have queued for another before the sender waits.
 const MESH_QUEUE_DEPTH: usize = 1024;
