@@ -97,9 +97,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = unbounded::<Result<usize, String>>();
 
     // Each shard takes its own receivers out of these slots on start.
-    let slots: Arc<
-        Mutex<Vec<Option<(Receiver<Job>, Receiver<sluice_coordination::SnapshotUpdate>)>>>,
-    > = Arc::new(Mutex::new(
+    let slots: Arc<Mutex<Vec<Option<ShardInbox>>>> = Arc::new(Mutex::new(
         job_receivers.into_iter().zip(feeds).map(Some).collect(),
     ));
     let handles = {
