@@ -10,6 +10,7 @@
 //! *data-plane* handlers (Produce, Fetch, ListOffsets) split the request by owning
 //! shard and run each part there; the rest answer from the shard's metadata snapshot.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -23,6 +24,8 @@ use crate::shard::Shard;
 /// connection's shard.
 pub struct RequestContext {
     pub shard: Rc<Shard>,
+    /// The client's address (DescribeGroups shows it as the member's host).
+    pub peer: SocketAddr,
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
@@ -131,7 +134,11 @@ pub fn supported(key: ApiKey) -> Option<ApiSupport> {
 }
 
 /// Decodes, handles and encodes one request frame. `Ok(None)` sends nothing back.
-pub async fn dispatch(shard: Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>, DispatchError> {
+pub async fn dispatch(
+    shard: Rc<Shard>,
+    peer: SocketAddr,
+    mut frame: Bytes,
+) -> Result<Option<Bytes>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let key = ApiKey::try_from(raw_key).map_err(|_| DispatchError::UnknownApi(raw_key))?;
@@ -156,6 +163,7 @@ pub async fn dispatch(shard: Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes
         .map_err(|e| DispatchError::Malformed(format!("request header: {e}")))?;
     let ctx = RequestContext {
         shard,
+        peer,
         api_version: version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),

@@ -94,7 +94,11 @@ where
                 break;
             }
         };
-        let task = spawn(crate::metrics::observed_dispatch(shard.clone(), frame));
+        let task = spawn(crate::metrics::observed_dispatch(
+            shard.clone(),
+            peer,
+            frame,
+        ));
         if pending_tx.send(task).await.is_err() {
             break;
         }

@@ -14,6 +14,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -179,6 +180,7 @@ pub struct MetricsSnapshot {
 /// Dispatches one request frame, counting it on this shard. What `conn` spawns per frame.
 pub async fn observed_dispatch(
     shard: Rc<Shard>,
+    peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Option<Bytes>, DispatchError> {
     let started = Instant::now();
@@ -188,7 +190,7 @@ pub async fn observed_dispatch(
     };
     // The 4-byte size prefix is part of what crossed the wire.
     let request_bytes = frame.len() as u64 + 4;
-    let result = dispatch(shard.clone(), frame).await;
+    let result = dispatch(shard.clone(), peer, frame).await;
     let response_bytes = match &result {
         Ok(Some(response)) => response.len() as u64,
         _ => 0,

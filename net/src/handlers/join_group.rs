@@ -28,7 +28,7 @@ impl Handler for JoinGroup {
             member_id: request.member_id.to_string(),
             group_instance_id: request.group_instance_id.map(|s| s.to_string()),
             client_id: ctx.client_id.clone().unwrap_or_default(),
-            client_host: String::new(),
+            client_host: format!("/{}", ctx.peer.ip()),
             session_timeout_ms: request.session_timeout_ms,
             // v0 has no rebalance timeout: the session timeout serves as both.
             rebalance_timeout_ms: if version == 0 {
