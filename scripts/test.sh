@@ -39,7 +39,7 @@ pytest_log="$(mktemp)"
 if [ "$built" = 1 ]; then
     # pytest exits 5 when it collects no tests: that is a failure here too.
     run_stage "pytest tests/e2e (kcat, confluent-kafka, kafka-python, kafkajs)" \
-        bash -c 'python3 -m pytest tests/e2e -p no:cacheprovider -q -rfE --timeout=300 \
+        bash -c 'set -o pipefail; python3 -m pytest tests/e2e -p no:cacheprovider -q -rfE --timeout=300 \
                  --durations=10 2>&1 | tee "$0"' "$pytest_log"
 else
     section "pytest tests/e2e"
