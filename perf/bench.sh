@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Runs the figures of BENCHMARKS.md on this machine, each with the reference measured in
+# the same session: fio (direct-I/O writes into preallocated and extending files on the
+# disk holding the data directory) and iperf3 (one TCP stream over loopback).
+#
+#   cargo build --release -p sluice -p sluice-perf
+#   bash perf/bench.sh [runs per figure, default 3] [shards, default 2]
+#
+# Needs fio and iperf3 (apt-get install fio iperf3). Results: JSON summaries and .hgrm
+# files under target/bench/<date>/, and one line per run on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${1:-3}
+CORES=${2:-2}
+PORT=${PORT:-19092}
+OUT=target/bench/$(date -u +%Y%m%dT%H%M%SZ)
+DATA=$OUT/data
+SLUICE=target/release/sluice
+PERF=target/release/sluice-perf
+BOOT=127.0.0.1:$PORT
+DURATION_S=${DURATION_S:-10}
+mkdir -p "$OUT"
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), broker --cores $CORES"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+broker_pid=""
+start_broker() { # extra --override args
+    stop_broker
+    rm -rf "$DATA" && mkdir -p "$DATA"
+    "$SLUICE" serve --override "listeners=PLAINTEXT://$BOOT" --override "log.dirs=$DATA" \
+        --cores "$CORES" "$@" > "$OUT/broker.log" 2>&1 &
+    broker_pid=$!
+    for _ in $(seq 100); do
+        grep -q "ready on" "$OUT/broker.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "broker did not start" >&2; cat "$OUT/broker.log" >&2; exit 1
+}
+stop_broker() {
+    if [ -n "$broker_pid" ]; then
+        kill -TERM "$broker_pid" 2>/dev/null || true
+        wait "$broker_pid" 2>/dev/null || true
+        broker_pid=""
+    fi
+}
+trap stop_broker EXIT
+
+# jq-free extraction of one summary field: json FILE INDEX FIELD [LATENCY_FIELD]
+field() {
+    python3 - "$@" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+r = j["results"][int(sys.argv[2])]
+v = r[sys.argv[3]] if len(sys.argv) < 5 else (r["latency"] or {}).get(sys.argv[4])
+print(f"{v:.3f}" if isinstance(v, float) else v)
+EOF
+}
+ceiling() {
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["tool_ceiling"]; print("%.0f rec/s" % c["records_per_s"] if c else "-")' "$1"
+}
+
+fio_ref() { # prints MiB/s of 16 KiB O_DIRECT writes, preallocated then extending
+    local f=$OUT/fio.dat
+    rm -f "$f"
+    local pre ext
+    pre=$(fio --name=pre --filename="$f" --size=1G --rw=write --bs=16k --direct=1 \
+        --ioengine=io_uring --iodepth=32 --overwrite=1 --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw"]/1024))')
+    rm -f "$f"
+    ext=$(fio --name=ext --filename="$f" --size=1G --rw=write --bs=16k --direct=1 \
+        --ioengine=io_uring --iodepth=32 --fallocate=none --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw"]/1024))')
+    rm -f "$f"
+    echo "fio O_DIRECT 16k qd32: preallocated $pre MiB/s, extending $ext MiB/s"
+}
+iperf_ref() {
+    iperf3 -s -1 -p $((PORT + 7)) -D
+    sleep 0.3
+    iperf3 -c 127.0.0.1 -p $((PORT + 7)) -t 5 -J |
+        python3 -c 'import json,sys; b=json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]; print("iperf3 loopback 1 stream: %.1f Gbit/s = %.0f MiB/s" % (b/1e9, b/8/1048576))'
+}
+
+echo "== references"
+fio_ref
+iperf_ref
+
+echo "== sink ceiling (100 B records, 8 partitions, 1 connection, 5 in flight)"
+for i in $(seq "$RUNS"); do
+    "$PERF" sink --record-size 100 --partitions 8 --duration-s 5 --json "$OUT/sink-$i.json" --quiet >/dev/null
+    echo "sink run $i: $(field "$OUT/sink-$i.json" 0 records_per_s) rec/s $(field "$OUT/sink-$i.json" 0 mib_per_s) MiB/s"
+done
+
+start_broker
+echo "== produce 100 B, acks=1, 8 partitions, ${DURATION_S}s"
+for i in $(seq "$RUNS"); do
+    "$PERF" produce --bootstrap-server "$BOOT" --topic p100-$i --record-size 100 --partitions 8 \
+        --acks 1 --duration-s "$DURATION_S" --json "$OUT/p100-$i.json" --hgrm "$OUT/p100-$i.hgrm" --quiet >/dev/null
+    echo "p100 run $i: $(field "$OUT/p100-$i.json" 0 records_per_s) rec/s $(field "$OUT/p100-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/p100-$i.json" 0 latency p99_ms) ms; ceiling $(ceiling "$OUT/p100-$i.json")"
+done
+
+echo "== produce 1 KiB, acks=1, 8 partitions, ${DURATION_S}s (vs fio in this session)"
+fio_ref
+for i in $(seq "$RUNS"); do
+    "$PERF" produce --bootstrap-server "$BOOT" --topic p1k-$i --record-size 1024 --partitions 8 \
+        --acks 1 --duration-s "$DURATION_S" --json "$OUT/p1k-$i.json" --hgrm "$OUT/p1k-$i.hgrm" --quiet >/dev/null
+    echo "p1k run $i: $(field "$OUT/p1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/p1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/p1k-$i.json" 0 latency p99_ms) ms; ceiling $(ceiling "$OUT/p1k-$i.json")"
+done
+
+echo "== consume the 1 KiB backlog from offset 0 (vs iperf3 in this session)"
+iperf_ref
+for i in $(seq "$RUNS"); do
+    "$PERF" consume --bootstrap-server "$BOOT" --topic p1k-$i --json "$OUT/c1k-$i.json" --quiet >/dev/null
+    echo "consume run $i: $(field "$OUT/c1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/c1k-$i.json" 0 mib_per_s) MiB/s"
+done
+
+# Half the median 100 B peak measured above.
+PEAK=$(python3 -c 'import json,sys,statistics; print(statistics.median(json.load(open(f))["results"][0]["records_per_s"] for f in sys.argv[1:]))' "$OUT"/p100-*.json)
+HALF=$(python3 -c "print(int($PEAK / 2))")
+echo "== e2e 100 B at half the produce peak: --rate $HALF"
+for i in $(seq "$RUNS"); do
+    "$PERF" e2e --bootstrap-server "$BOOT" --topic e2e-$i --record-size 100 --partitions 8 --acks 1 \
+        --rate "$HALF" --duration-s "$DURATION_S" --no-sink-check --json "$OUT/e2e-$i.json" --hgrm "$OUT/e2e-$i.hgrm" --quiet >/dev/null
+    echo "e2e run $i: $(field "$OUT/e2e-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2e-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2e-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2e-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2e-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2e-$i.json" 0 latency p99_ms) ms"
+done
+
+start_broker --override log.flush.interval.messages=1
+echo "== durable (log.flush.interval.messages=1): produce 1 KiB, acks=1, 8 partitions"
+for i in $(seq "$RUNS"); do
+    "$PERF" produce --bootstrap-server "$BOOT" --topic d1k-$i --record-size 1024 --partitions 8 \
+        --acks 1 --duration-s "$DURATION_S" --no-sink-check --json "$OUT/d1k-$i.json" --hgrm "$OUT/d1k-$i.hgrm" --quiet >/dev/null
+    echo "durable run $i: $(field "$OUT/d1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/d1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/d1k-$i.json" 0 latency p99_ms) ms"
+done
+stop_broker
+rm -rf "$DATA"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "results in $OUT"
