@@ -109,6 +109,13 @@ for i in $(seq "$RUNS"); do
     echo "p1k run $i: $(field "$OUT/p1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/p1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/p1k-$i.json" 0 latency p99_ms) ms; ceiling $(ceiling "$OUT/p1k-$i.json")"
 done
 
+echo "== produce 1 KiB, acks=1, 8 partitions, one batch per request (--partitions-per-request 1)"
+for i in $(seq "$RUNS"); do
+    "$PERF" produce --bootstrap-server "$BOOT" --topic q1k-$i --record-size 1024 --partitions 8 \
+        --acks 1 --partitions-per-request 1 --duration-s "$DURATION_S" --no-sink-check --json "$OUT/q1k-$i.json" --quiet >/dev/null
+    echo "p1k/1 run $i: $(field "$OUT/q1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/q1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/q1k-$i.json" 0 latency p99_ms) ms"
+done
+
 echo "== consume the 1 KiB backlog from offset 0 (vs iperf3 in this session)"
 iperf_ref
 for i in $(seq "$RUNS"); do

@@ -92,6 +92,10 @@ struct PerfArgs {
     /// Consumer connections; partitions are split among them.
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// Batches per Produce request, one per partition (0: one for every partition the
+    /// connection's broker leads, as a Kafka producer under load sends).
+    #[arg(long, default_value_t = 0)]
+    partitions_per_request: usize,
     /// Produce requests in flight per connection.
     #[arg(long, default_value_t = 5)]
     max_in_flight: usize,
@@ -190,6 +194,7 @@ fn produce_spec(args: &PerfArgs, produce_version: i16, stamp: bool) -> ProduceSp
         topic: args.topic.clone(),
         record_size: args.record_size,
         records_per_batch: records_per_batch(args),
+        partitions_per_request: args.partitions_per_request,
         compression: args.compression.compression(),
         acks: args.acks,
         produce_version,
@@ -215,13 +220,24 @@ fn start_producers(
     let interval_ns = args
         .rate
         .map(|rate| ((connections as f64 * 1e9 / rate).round() as u64).max(1));
-    let batch_records = match interval_ns {
-        Some(interval) => produce::records_per_batch_at_rate(
-            spec.records_per_batch,
-            interval,
-            args.linger_ms * 1_000_000,
-        ),
-        None => spec.records_per_batch,
+    // Every connection of an instance serves the partitions of one leader.
+    let widest = groups.values().map(Vec::len).max().unwrap_or(1);
+    let per_request = match spec.partitions_per_request {
+        0 => widest,
+        n => n.min(widest),
+    };
+    let full = spec.records_per_batch;
+    let (batches_per_request, batch_records) = match interval_ns {
+        Some(interval) => {
+            let records = produce::records_per_request_at_rate(
+                full * per_request,
+                interval,
+                args.linger_ms * 1_000_000,
+            );
+            let batches = per_request.min(records);
+            (batches, (records / batches).clamp(1, full))
+        }
+        None => (per_request, full),
     };
     let batch = produce::encode_batch(
         batch_records,
@@ -241,14 +257,13 @@ fn start_producers(
         records: records_each,
         end_ns: clock.now_ns().saturating_add(end_ns),
         interval_ns,
-        records_per_batch: batch_records,
     };
     let mut producers = Vec::new();
     for _ in 0..args.producers {
         for (addr, partitions) in &groups {
             let frames = partitions
-                .iter()
-                .map(|p| produce::build_frame(spec, *p, &batch, batch_records as u64))
+                .chunks(batches_per_request)
+                .map(|group| produce::build_frame(spec, group, &batch, batch_records as u64))
                 .collect::<Result<Vec<_>>>()?;
             producers.push(Producer::start(
                 *addr,
@@ -575,6 +590,7 @@ fn write_outputs(args: &PerfArgs, summaries: &[&Summary], ceiling: Option<&Summa
             "settings": {
                 "record_size": args.record_size,
                 "records_per_batch": records_per_batch(args),
+                "partitions_per_request": args.partitions_per_request,
                 "linger_ms": args.linger_ms,
                 "acks": args.acks,
                 "compression": format!("{:?}", args.compression.compression()),

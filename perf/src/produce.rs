@@ -47,6 +47,8 @@ pub struct ProduceSpec {
     pub topic: String,
     pub record_size: usize,
     pub records_per_batch: usize,
+    /// Batches (one per partition) per request; 0: every partition of the connection.
+    pub partitions_per_request: usize,
     pub compression: Compression,
     pub acks: i16,
     pub produce_version: i16,
@@ -65,14 +67,11 @@ pub struct Schedule {
     pub end_ns: u64,
     /// Spacing of intended record send times; `None` sends as fast as acks allow.
     pub interval_ns: Option<u64>,
-    /// Records per batch under a rate (fewer than a full batch when linger expires
-    /// before the batch fills).
-    pub records_per_batch: usize,
 }
 
-/// Records per batch at a rate: a batch closes when it is full or when `linger_ns` has
-/// passed since its first record was due, whichever comes first.
-pub fn records_per_batch_at_rate(full: usize, interval_ns: u64, linger_ns: u64) -> usize {
+/// Records per request at a rate: a request goes out when its batches are full or when
+/// `linger_ns` has passed since its first record was due, whichever comes first.
+pub fn records_per_request_at_rate(full: usize, interval_ns: u64, linger_ns: u64) -> usize {
     assert!(full >= 1 && interval_ns >= 1);
     let by_linger = 1 + linger_ns / interval_ns;
     full.min(usize::try_from(by_linger).unwrap_or(usize::MAX))
@@ -141,50 +140,87 @@ pub fn encode_batch(
     Ok(buf.freeze())
 }
 
-/// A whole Produce request frame for one partition, built once and resent.
+/// One record batch inside a prebuilt request frame.
+#[derive(Clone, Copy)]
+pub struct BatchSlot {
+    /// Where the batch starts in the frame, and its length.
+    pub offset: usize,
+    pub len: usize,
+    pub records: u64,
+    /// Where the stamp's intended time goes (e2e runs).
+    pub stamp_offset: Option<usize>,
+}
+
+/// A whole Produce request frame, built once and resent: one batch for each of a
+/// group of partitions led by the same broker, as a Kafka producer under load drains
+/// one ready batch per partition into each request.
 #[derive(Clone)]
 pub struct Frame {
     pub bytes: Bytes,
+    /// Records in all batches.
     pub records: u64,
-    /// Where the record batch starts in `bytes`, and where the stamp is (e2e).
-    pub batch_offset: usize,
-    pub stamp_offset: Option<usize>,
+    /// Record batch bytes in all batches.
+    pub batch_bytes: u64,
+    pub batches: Vec<BatchSlot>,
 }
 
 pub fn build_frame(
     spec: &ProduceSpec,
-    partition: i32,
+    partitions: &[i32],
     batch: &Bytes,
-    records: u64,
+    records_per_batch: u64,
 ) -> Result<Frame> {
+    ensure!(
+        !partitions.is_empty(),
+        "a request carries at least one batch"
+    );
     let request = ProduceRequest::default()
         .with_acks(spec.acks)
         .with_timeout_ms(spec.timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic_name(&spec.topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.clone()))])]);
+            .with_partition_data(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        PartitionProduceData::default()
+                            .with_index(*p)
+                            .with_records(Some(batch.clone()))
+                    })
+                    .collect(),
+            )]);
     let bytes = encode_frame(&request, spec.produce_version, 0)?.freeze();
-    let batch_offset = bytes
-        .windows(batch.len())
-        .position(|w| w == &batch[..])
-        .ok_or_else(|| anyhow!("record batch not found in its own request frame"))?;
-    let stamp_offset = if spec.stamp {
-        let body = &bytes[batch_offset + BATCH_HEADER_BYTES..batch_offset + batch.len()];
-        let at = body
-            .windows(STAMP_MAGIC.len())
-            .position(|w| w == STAMP_MAGIC)
-            .ok_or_else(|| anyhow!("stamp not found in the batch (is it compressed?)"))?;
-        Some(batch_offset + BATCH_HEADER_BYTES + at + STAMP_MAGIC.len())
-    } else {
-        None
-    };
+    let mut batches = Vec::with_capacity(partitions.len());
+    let mut from = 0;
+    for _ in partitions {
+        let offset = from
+            + bytes[from..]
+                .windows(batch.len())
+                .position(|w| w == &batch[..])
+                .ok_or_else(|| anyhow!("record batch not found in its own request frame"))?;
+        let stamp_offset = if spec.stamp {
+            let body = &bytes[offset + BATCH_HEADER_BYTES..offset + batch.len()];
+            let at = body
+                .windows(STAMP_MAGIC.len())
+                .position(|w| w == STAMP_MAGIC)
+                .ok_or_else(|| anyhow!("stamp not found in the batch (is it compressed?)"))?;
+            Some(offset + BATCH_HEADER_BYTES + at + STAMP_MAGIC.len())
+        } else {
+            None
+        };
+        batches.push(BatchSlot {
+            offset,
+            len: batch.len(),
+            records: records_per_batch,
+            stamp_offset,
+        });
+        from = offset + batch.len();
+    }
     Ok(Frame {
+        records: records_per_batch * partitions.len() as u64,
+        batch_bytes: (batch.len() * partitions.len()) as u64,
         bytes,
-        records,
-        batch_offset,
-        stamp_offset,
+        batches,
     })
 }
 
@@ -235,6 +271,7 @@ impl Producer {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let acks = spec.acks;
+        let spec_stamp = spec.stamp;
         let max_in_flight = spec.max_in_flight.max(1);
         let (slots_tx, slots_rx) = mpsc::sync_channel::<()>(max_in_flight);
         for _ in 0..max_in_flight {
@@ -284,10 +321,8 @@ impl Producer {
             let mut sent_records: u64 = 0;
             let mut batch_index: u64 = 0;
             let mut scratch = BytesMut::new();
-            let batch_records = schedule.records_per_batch as u64;
             while sent_records < schedule.records && !stop.load(Ordering::Relaxed) {
                 let frame = &frames[(batch_index % frames.len() as u64) as usize];
-                debug_assert_eq!(frame.records, batch_records);
                 let (first_ns, interval_ns) = match schedule.interval_ns {
                     Some(interval) => {
                         let first = sent_records * interval;
@@ -318,11 +353,11 @@ impl Producer {
                             first_intended_ns: first_ns,
                             interval_ns,
                             records: frame.records,
-                            bytes: (frame.bytes.len() - frame.batch_offset) as u64,
+                            bytes: frame.batch_bytes,
                         })
                         .map_err(|_| anyhow!("the response reader stopped"))?;
                 }
-                if frame.stamp_offset.is_some() {
+                if spec_stamp {
                     patch(&mut scratch, frame, correlation_id, first_ns, interval_ns);
                     stream.write_all(&scratch)?;
                 } else {
@@ -333,7 +368,7 @@ impl Producer {
                     write_two(&mut stream, &head, &frame.bytes[head.len()..])?;
                 }
                 if acks == 0 {
-                    stats.add(frame.records, frame.bytes.len() as u64);
+                    stats.add(frame.records, frame.batch_bytes);
                     stats.record_batch_latency(
                         clock.now_ns(),
                         first_ns,
@@ -384,8 +419,9 @@ fn write_two(stream: &mut TcpStream, head: &[u8], tail: &[u8]) -> std::io::Resul
     stream.write_all(tail)
 }
 
-/// Copies `frame` into `scratch` with its correlation id and, for e2e, its stamp and
-/// the batch CRC rewritten.
+/// Copies `frame` into `scratch` with its correlation id and, for e2e, each batch's
+/// stamp (the intended time of its first record) and CRC rewritten. The frame's
+/// records are due `interval_ns` apart from `first_ns`, batch after batch.
 fn patch(
     scratch: &mut BytesMut,
     frame: &Frame,
@@ -397,14 +433,17 @@ fn patch(
     scratch.extend_from_slice(&frame.bytes);
     scratch[CORRELATION_ID_OFFSET..CORRELATION_ID_OFFSET + 4]
         .copy_from_slice(&correlation_id.to_be_bytes());
-    if let Some(at) = frame.stamp_offset {
-        scratch[at..at + 8].copy_from_slice(&first_ns.to_be_bytes());
-        scratch[at + 8..at + 16].copy_from_slice(&interval_ns.to_be_bytes());
-        let batch = &mut scratch[frame.batch_offset..frame.bytes.len()];
-        let batch_len =
-            12 + i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]) as usize;
-        let crc = crc32c::crc32c(&batch[BATCH_ATTRIBUTES_OFFSET..batch_len]);
-        batch[BATCH_CRC_OFFSET..BATCH_CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    let mut records_before = 0u64;
+    for slot in &frame.batches {
+        if let Some(at) = slot.stamp_offset {
+            let intended_ns = first_ns + records_before * interval_ns;
+            scratch[at..at + 8].copy_from_slice(&intended_ns.to_be_bytes());
+            scratch[at + 8..at + 16].copy_from_slice(&interval_ns.to_be_bytes());
+            let batch = &mut scratch[slot.offset..slot.offset + slot.len];
+            let crc = crc32c::crc32c(&batch[BATCH_ATTRIBUTES_OFFSET..]);
+            batch[BATCH_CRC_OFFSET..BATCH_CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        }
+        records_before += slot.records;
     }
 }
 
@@ -418,6 +457,7 @@ mod tests {
             topic: "t".into(),
             record_size: 100,
             records_per_batch: 10,
+            partitions_per_request: 0,
             compression: Compression::None,
             acks: 1,
             produce_version: 9,
@@ -430,23 +470,26 @@ mod tests {
     #[test]
     fn stamped_frame_stays_a_valid_batch() {
         let batch = encode_batch(10, 100, Compression::None, true).unwrap();
-        let frame = build_frame(&spec(true), 3, &batch, 10).unwrap();
+        let frame = build_frame(&spec(true), &[3, 4, 5], &batch, 10).unwrap();
+        assert_eq!((frame.records, frame.batches.len()), (30, 3));
         let mut scratch = BytesMut::new();
         patch(&mut scratch, &frame, 42, 123_456_789, 1_000);
         assert_eq!(&scratch[8..12], &42i32.to_be_bytes());
-        let mut sent =
-            Bytes::copy_from_slice(&scratch[frame.batch_offset..frame.batch_offset + batch.len()]);
-        assert_eq!(read_stamp(&sent), Some((123_456_789, 1_000)));
-        // kafka-protocol verifies the CRC while decoding.
-        let decoded = RecordBatchDecoder::decode(&mut sent).unwrap();
-        assert_eq!(decoded.records.len(), 10);
+        for (i, slot) in frame.batches.iter().enumerate() {
+            let mut sent = Bytes::copy_from_slice(&scratch[slot.offset..slot.offset + slot.len]);
+            let intended = 123_456_789 + 10 * 1_000 * i as u64;
+            assert_eq!(read_stamp(&sent), Some((intended, 1_000)));
+            // kafka-protocol verifies the CRC while decoding.
+            let decoded = RecordBatchDecoder::decode(&mut sent).unwrap();
+            assert_eq!(decoded.records.len(), 10);
+        }
     }
 
     #[test]
     fn linger_caps_the_batch_at_a_rate() {
         // 1000 records/s (1 ms apart), 5 ms linger: 6 records per batch.
-        assert_eq!(records_per_batch_at_rate(100, 1_000_000, 5_000_000), 6);
-        assert_eq!(records_per_batch_at_rate(4, 1_000_000, 5_000_000), 4);
-        assert_eq!(records_per_batch_at_rate(100, 1_000_000, 0), 1);
+        assert_eq!(records_per_request_at_rate(100, 1_000_000, 5_000_000), 6);
+        assert_eq!(records_per_request_at_rate(4, 1_000_000, 5_000_000), 4);
+        assert_eq!(records_per_request_at_rate(100, 1_000_000, 0), 1);
     }
 }
