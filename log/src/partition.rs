@@ -1184,6 +1184,25 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// ListOffsets' MAX_TIMESTAMP (-3, KIP-734): the first record carrying the largest
+    /// timestamp below the high watermark, with that timestamp (inside compressed or
+    /// LogAppendTime batches, the batch's base offset). `None` for an empty log.
+    pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let max_ts = {
+            let inner = self.inner.borrow();
+            inner.usable()?;
+            inner
+                .segments
+                .values()
+                .map(|s| s.meta.max_timestamp_ms)
+                .max()
+        };
+        match max_ts {
+            Some(ts) if ts >= 0 => self.offset_for_timestamp(ts).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Drops every batch whose last offset is `>= offset` (the batch containing
     /// `offset` goes whole); the log end becomes the base of the first dropped batch.
     /// Appends not yet written that the cut removes fail with `Truncated`.
@@ -2040,6 +2059,20 @@ mod tests {
             for (ts, want) in cases {
                 assert_eq!(log.offset_for_timestamp(ts).await.unwrap(), want, "ts {ts}");
             }
+        });
+    }
+
+    #[test]
+    fn max_timestamp_finds_the_first_record_with_the_largest_timestamp() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert_eq!(log.max_timestamp().await.unwrap(), None);
+            for timestamps in [&[100, 900, 200][..], &[400, 900], &[300]] {
+                log.append(&make_batch_with_timestamps(timestamps, 30, None), 0, NOW)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(log.max_timestamp().await.unwrap(), Some((1, 900)));
         });
     }
 

@@ -20,13 +20,15 @@ pub struct ListOffsets;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// KIP-734, from v7.
+const MAX_TIMESTAMP: i64 = -3;
 
 impl Handler for ListOffsets {
     type Request = ListOffsetsRequest;
     type Response = ListOffsetsResponse;
     const KEY: ApiKey = ApiKey::ListOffsets;
     const MIN_VERSION: i16 = 1;
-    const MAX_VERSION: i16 = 6;
+    const MAX_VERSION: i16 = 7;
 
     async fn handle(
         ctx: &RequestContext,
@@ -114,6 +116,7 @@ async fn lookup_local(shard: Rc<Shard>, lookups: Vec<Lookup>) -> Vec<Found> {
             Some(log) => match lookup.timestamp {
                 EARLIEST => Ok(Some((log.log_start_offset(), -1))),
                 LATEST => Ok(Some((log.high_watermark(), -1))),
+                MAX_TIMESTAMP => log.max_timestamp().await.map_err(|e| e.error_code()),
                 ts if ts < 0 => Err(ErrorCode::InvalidRequest),
                 ts => log
                     .offset_for_timestamp(ts)
