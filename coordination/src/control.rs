@@ -184,8 +184,15 @@ pub fn start(
     let (store, stored) = Store::open(dir, config.broker_id)?;
 
     let mut topics = BTreeMap::new();
+    let mut ids = BTreeSet::new();
     for topic in &stored.topics {
         let metadata = topic_from_store(&config.log, topic, dir)?;
+        if !ids.insert(metadata.id) || topics.contains_key(&metadata.name) {
+            return Err(CoordinationError::Corrupt {
+                path: dir.join(crate::store::METADATA_FILE_NAME),
+                reason: format!("topic {} or its id appears twice", metadata.name),
+            });
+        }
         topics.insert(metadata.name.clone(), Arc::new(metadata));
     }
     let initial = Arc::new(MetadataSnapshot::new(
@@ -1181,6 +1188,40 @@ mod tests {
         // The whole first block was skipped by the restart; ids are never reused.
         let first_after_restart = ids.iter().find(|&&id| id >= 5).copied();
         assert_eq!(first_after_restart, Some(PRODUCER_ID_BLOCK_SIZE));
+    }
+
+    /// A store whose topics do not make sense is refused at start, naming the problem.
+    #[test]
+    fn bad_stored_topics_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(&config(dir.path()), 1);
+        node.create_one(new_topic("t", 1, &[])).unwrap();
+        node.stop();
+        let path = dir.path().join(crate::METADATA_FILE_NAME);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let duplicated = {
+            let mut value: serde_json::Value = serde_json::from_str(&good).unwrap();
+            let topic = value["topics"][0].clone();
+            value["topics"].as_array_mut().unwrap().push(topic);
+            value.to_string()
+        };
+        let cases = [
+            (duplicated, "appears twice"),
+            (
+                good.replace("\"partitions\": 1", "\"partitions\": 0"),
+                "not a valid topic",
+            ),
+            (
+                good.replace("\"configs\": {}", "\"configs\": {\"x\": \"1\"}"),
+                "invalid configuration",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_ne!(text, good, "{expected}: the case must change the file");
+            std::fs::write(&path, &text).unwrap();
+            let error = start(&config(dir.path()), endpoint(), 1).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
     }
 
     #[test]
