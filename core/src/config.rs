@@ -1550,7 +1550,7 @@ log.cleanup.policy=delete
         let text = "num.network.threads=3\nnum.io.threads=8\nsocket.send.buffer.bytes=1\n\
                     socket.receive.buffer.bytes=1\nnum.recovery.threads.per.data.dir=1\n\
                     offsets.topic.replication.factor=1\ntransaction.state.log.min.isr=1\n\
-                    group.initial.rebalance.delay.ms=0\nzookeeper.connection.timeout.ms=1\n\
+                    zookeeper.connection.timeout.ms=1\n\
                     log.cleaner.enable=false\nno.such.key=1\n";
         let (config, warnings) = BrokerConfig::from_properties(text, &[]).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
