@@ -14,9 +14,8 @@
 //! assignment. [`GroupCoordinator::next_deadline_ms`] tells the caller when to call
 //! [`GroupCoordinator::tick`], which expires sessions and completes timed-out phases.
 //!
-//! Deviation from Kafka: when a rebalance completes, every member that did not rejoin
-//! is removed, static members included (Kafka keeps static members and may have to
-//! wait for a new leader).
+//! When a rebalance completes, dynamic members that did not rejoin are removed; static
+//! members stay with their last subscription until their session expires, as in Kafka.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -1371,18 +1370,24 @@ fn try_complete_join(
     }
 }
 
-/// Kafka's `onCompleteJoin`: drop members that did not rejoin, start the next
-/// generation, answer every parked JoinGroup.
+/// Kafka's `onCompleteJoin`: drop dynamic members that did not rejoin (static members
+/// stay, with their last subscription, until their session expires), start the next
+/// generation, answer every parked JoinGroup. If only absent static members remain,
+/// completion is postponed by another rebalance timeout, as Kafka does.
 fn complete_join(group_id: &str, g: &mut Group, now_ms: u64, wall_ms: i64, effects: &mut Effects) {
     assert_eq!(g.state, GroupState::PreparingRebalance);
     let absent: Vec<String> = g
         .members
         .iter()
-        .filter(|(_, m)| m.awaiting_join.is_none())
+        .filter(|(_, m)| m.awaiting_join.is_none() && m.group_instance_id.is_none())
         .map(|(id, _)| id.clone())
         .collect();
     for id in &absent {
         remove_member(g, id, effects);
+    }
+    if !g.members.is_empty() && g.members.values().all(|m| m.awaiting_join.is_none()) {
+        g.phase_deadline_ms = Some(now_ms + g.rebalance_timeout_ms());
+        return;
     }
     g.initial_delay = None;
     g.generation_id += 1;
@@ -1401,8 +1406,17 @@ fn complete_join(group_id: &str, g: &mut Group, now_ms: u64, wall_ms: i64, effec
         return;
     }
     g.protocol = g.select_protocol();
-    if !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
-        g.leader = g.members.keys().next().cloned();
+    let joined_leader = g
+        .leader
+        .as_ref()
+        .and_then(|l| g.members.get(l))
+        .is_some_and(|m| m.awaiting_join.is_some());
+    if !joined_leader {
+        g.leader = g
+            .members
+            .iter()
+            .find(|(_, m)| m.awaiting_join.is_some())
+            .map(|(id, _)| id.clone());
     }
     g.transition(GroupState::CompletingRebalance, wall_ms);
     g.phase_deadline_ms = Some(now_ms + g.rebalance_timeout_ms());
@@ -1413,8 +1427,11 @@ fn complete_join(group_id: &str, g: &mut Group, now_ms: u64, wall_ms: i64, effec
     for (id, m) in g.members.iter_mut() {
         m.assignment = Bytes::new();
         m.synced = false;
+        // An absent static member keeps its session clock and gets no answer.
+        let Some(waiter) = m.awaiting_join.take() else {
+            continue;
+        };
         m.session_deadline_ms = now_ms + m.session_timeout_ms as u64;
-        let waiter = m.awaiting_join.take().expect("absent members were removed");
         effects.joins.push((
             waiter,
             JoinResult {
@@ -1773,6 +1790,52 @@ mod tests {
         let fx = c.tick(200, 0);
         assert_eq!(joined(&fx, w1).generation_id, 1);
         assert_eq!(joined(&fx, w2).generation_id, 1);
+    }
+
+    #[test]
+    fn absent_static_member_stays_through_a_rebalance() {
+        let mut c = coordinator(0);
+        let mut fx = Effects::default();
+        let reply = c.join(0, 0, join_req("", Some("inst"), true), &mut fx);
+        let stat = settle(reply, &fx).member_id;
+        c.sync(
+            0,
+            0,
+            sync_req(&stat, 1, vec![(stat.clone(), Bytes::from_static(b"A"))]),
+            &mut fx,
+        );
+
+        // A dynamic member arrives; the static one does not rejoin in time.
+        let mut fx = Effects::default();
+        let Reply::Now(required) = c.join(1, 0, join_req("", None, true), &mut fx) else {
+            panic!("a new dynamic member is asked for its id first")
+        };
+        assert_eq!(required.error, ErrorCode::MemberIdRequired);
+        let dynamic = required.member_id;
+        let w = waiter(c.join(2, 0, join_req(&dynamic, None, true), &mut fx));
+        // The static member's session is kept alive by heartbeats (answered
+        // REBALANCE_IN_PROGRESS), but it never sends JoinGroup.
+        for now_ms in (9_000..REBALANCE_MS as u64).step_by(9_000) {
+            assert_eq!(
+                c.heartbeat(now_ms, "g", &stat, Some("inst"), 1),
+                ErrorCode::RebalanceInProgress
+            );
+            assert!(c.tick(now_ms, 0).joins.is_empty());
+        }
+        let fx = c.tick(2 + REBALANCE_MS as u64 + 1, 0);
+        let result = joined(&fx, w);
+        assert_eq!(result.error, ErrorCode::None);
+        assert_eq!(result.generation_id, 2);
+        assert_eq!(
+            result.leader, dynamic,
+            "the leader is a member that rejoined"
+        );
+        let mut members: Vec<_> = result.members.iter().map(|m| m.member_id.clone()).collect();
+        members.sort();
+        let mut want = vec![stat.clone(), dynamic.clone()];
+        want.sort();
+        assert_eq!(members, want, "the absent static member keeps its place");
+        assert_eq!(c.describe("g").members.len(), 2);
     }
 
     #[test]
