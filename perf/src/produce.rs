@@ -7,7 +7,8 @@
 //! them, counts records and records latencies. Latency is measured from each record's
 //! intended send time on the schedule, so a stalled broker (or a full in-flight window)
 //! shows as latency rather than as a slower schedule (no coordinated omission). Without
-//! `--rate` every batch is due the moment the writer gets a slot.
+//! `--rate` (a closed loop) latency is each request's round trip, from when it gets an
+//! in-flight slot to its response.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -336,6 +337,11 @@ impl Producer {
                         (first, interval)
                     }
                     None => {
+                        // Closed loop: latency is the request's own round trip, from
+                        // when it gets an in-flight slot.
+                        if acks != 0 && slots_rx.recv().is_err() {
+                            bail!("the response reader stopped");
+                        }
                         let now = clock.now_ns();
                         if now >= schedule.end_ns {
                             break;
@@ -343,7 +349,8 @@ impl Producer {
                         (now, 0)
                     }
                 };
-                if acks != 0 && slots_rx.recv().is_err() {
+                // At a rate the slot wait counts as latency: the records were due.
+                if acks != 0 && schedule.interval_ns.is_some() && slots_rx.recv().is_err() {
                     bail!("the response reader stopped");
                 }
                 if acks != 0 {
