@@ -95,6 +95,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (shutdown_tx, shutdown_rx) = bounded::<()>(1);
     let (ready_tx, ready_rx) = unbounded::<Result<usize, String>>();
+    let (drained_tx, drained_rx) = unbounded::<usize>();
+    let (close_logs_tx, close_logs_rx) = bounded::<()>(1);
 
     // Each shard takes its own receivers out of these slots on start.
     let slots: Arc<Mutex<Vec<Option<ShardInbox>>>> = Arc::new(Mutex::new(
@@ -117,6 +119,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 port,
                 shutdown: shutdown_rx.clone(),
                 ready: ready_tx.clone(),
+                drained: drained_tx.clone(),
+                close_logs: close_logs_rx.clone(),
             };
             sluice_net::run_shard(ctx)
         })
@@ -136,7 +140,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let signal = signals.forever().next();
     tracing::info!(?signal, "shutting down");
+    // Two phases, so no shard exits while another may still route work to it: every
+    // shard drains its connections, then every shard closes its logs.
     drop(shutdown_tx);
+    for _ in 0..shards {
+        if drained_rx.recv_blocking().is_err() {
+            break;
+        }
+    }
+    drop(close_logs_tx);
     for handle in handles {
         if handle.join().is_err() {
             tracing::error!("a shard panicked during shutdown");

@@ -10,8 +10,10 @@
 //! this connection only (after the responses already owed are written); errors of
 //! individual partitions are data in the response and never close anything.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future;
@@ -20,12 +22,16 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use sluice_core::limits::MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION;
 use sluice_rt::exec::{spawn, Task};
 use sluice_rt::sync::{bounded, Receiver};
+use sluice_rt::time::timeout;
 
 use crate::api::DispatchError;
 use crate::frame::{FrameError, FrameReader};
 use crate::shard::Shard;
 
 type Pending = Task<Result<Option<Bytes>, DispatchError>>;
+
+/// How long a connection may keep answering requests in flight once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, its input is malformed, or the
 /// shard shuts down (signalled by `shutdown` closing).
@@ -67,12 +73,14 @@ where
     });
 
     let mut frames = FrameReader::new(shard.config.socket_request_max_bytes as usize);
+    let stopping = Cell::new(false);
     loop {
         let next = future::or(
             async { Some(frames.next_frame(&mut reader).await) },
             future::or(
                 async {
                     let _ = shutdown.recv().await;
+                    stopping.set(true);
                     None
                 },
                 async {
@@ -104,6 +112,15 @@ where
         }
     }
     drop(pending_tx);
-    writer_task.await;
+    if stopping.get() {
+        // Work in flight (appends) finishes in well under the grace; what is still
+        // parked after it (a long-polling Fetch, a JoinGroup waiting for its group) is
+        // dropped with the connection, as Kafka drops it at shutdown.
+        if timeout(SHUTDOWN_GRACE, writer_task).await.is_none() {
+            tracing::debug!(%peer, "dropping parked requests at shutdown");
+        }
+    } else {
+        writer_task.await;
+    }
     shard.metrics.connection_closed();
 }

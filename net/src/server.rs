@@ -37,6 +37,10 @@ pub struct ShardContext {
     pub port: u16,
     /// Closed by the main thread to begin shutdown.
     pub shutdown: Receiver<()>,
+    /// Told once this shard's connections are done after shutdown began.
+    pub drained: Sender<ShardId>,
+    /// Closed by the main thread once every shard has drained: close the logs, exit.
+    pub close_logs: Receiver<()>,
     /// Told once the shard is listening and its partitions are open, or why it cannot.
     pub ready: Sender<Result<ShardId, String>>,
 }
@@ -136,6 +140,11 @@ pub async fn run_shard(ctx: ShardContext) {
     }
     drop(maintenance);
     drop(metrics_endpoint);
+    // Every shard must be done with its connections before any closes its logs and
+    // exits: a connection on another shard may still be waiting for a job run here,
+    // and a job sent to an executor that has exited is never answered.
+    let _ = ctx.drained.send(ctx.id).await;
+    let _ = ctx.close_logs.recv().await;
     for (tp, log) in shard.logs() {
         if let Err(e) = log.close().await {
             tracing::error!(partition = %tp, error = %e, "cannot close partition log");
