@@ -14,7 +14,6 @@
 
 pub mod api;
 pub mod conn;
-pub mod encode;
 pub mod frame;
 pub mod groups;
 pub mod handlers;

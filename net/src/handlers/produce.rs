@@ -24,7 +24,6 @@ use sluice_rt::time::now_ms;
 
 use super::{gather, message, min_insync_replicas, topic_or_auto_create};
 use crate::api::{Handler, RequestContext};
-use crate::encode::FrameBuf;
 use crate::shard::Shard;
 
 pub struct Produce;
@@ -53,7 +52,7 @@ impl Handler for Produce {
         ProduceRequest::decode(&mut v3.freeze(), MIN_SERVED_VERSION)
     }
 
-    fn encode(response: &ProduceResponse, buf: &mut FrameBuf, version: i16) -> anyhow::Result<()> {
+    fn encode(response: &ProduceResponse, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
         if version >= MIN_SERVED_VERSION {
             return response.encode(buf, version);
         }
@@ -215,7 +214,7 @@ async fn append_local(shard: Rc<Shard>, parts: Vec<ProducePart>) -> Vec<PartOutc
 /// Encodes a Produce v0-2 response (the codec crate starts at v3). v0: per partition
 /// index, error code, base offset; v1 adds the trailing throttle time; v2 adds the
 /// log append time.
-fn encode_legacy(response: &ProduceResponse, buf: &mut impl BufMut, version: i16) {
+fn encode_legacy(response: &ProduceResponse, buf: &mut BytesMut, version: i16) {
     buf.put_i32(response.responses.len() as i32);
     for topic in &response.responses {
         let name = topic.name.0.as_bytes();
@@ -274,9 +273,8 @@ mod tests {
             (1, 4 + 2 + 1 + 4 + 4 + 2 + 8 + 4),
             (2, 4 + 2 + 1 + 4 + 4 + 2 + 8 + 8 + 4),
         ] {
-            let mut frame = FrameBuf::new(64, Vec::new());
-            Produce::encode(&response, &mut frame, version).unwrap();
-            let buf = frame.finish().to_bytes();
+            let mut buf = BytesMut::new();
+            Produce::encode(&response, &mut buf, version).unwrap();
             assert_eq!(buf.len(), size, "v{version}");
             assert_eq!(
                 &buf[15..17],
