@@ -241,6 +241,16 @@ struct Member {
 }
 
 impl Member {
+    /// Answers this member's parked JoinGroup and SyncGroup, if any, with `code`.
+    fn fail_parked(&mut self, code: ErrorCode, member_id: &str, effects: &mut Effects) {
+        if let Some(w) = self.awaiting_join.take() {
+            effects.joins.push((w, JoinResult::error(code, member_id)));
+        }
+        if let Some(w) = self.awaiting_sync.take() {
+            effects.syncs.push((w, SyncResult::error(code)));
+        }
+    }
+
     fn metadata(&self, protocol: &str) -> Bytes {
         self.protocols
             .iter()
@@ -480,16 +490,7 @@ impl GroupCoordinator {
                 return true;
             }
             for m in g.members.values_mut() {
-                if let Some(w) = m.awaiting_join.take() {
-                    effects
-                        .joins
-                        .push((w, JoinResult::error(ErrorCode::NotCoordinator, "")));
-                }
-                if let Some(w) = m.awaiting_sync.take() {
-                    effects
-                        .syncs
-                        .push((w, SyncResult::error(ErrorCode::NotCoordinator)));
-                }
+                m.fail_parked(ErrorCode::NotCoordinator, "", &mut effects);
             }
             false
         });
@@ -1140,16 +1141,7 @@ fn replace_static_member(
 ) -> Reply<JoinResult> {
     let mut member = g.members.remove(old_id).expect("static member is a member");
     // The old incarnation is fenced: its parked requests fail.
-    if let Some(w) = member.awaiting_join.take() {
-        effects
-            .joins
-            .push((w, JoinResult::error(ErrorCode::FencedInstanceId, old_id)));
-    }
-    if let Some(w) = member.awaiting_sync.take() {
-        effects
-            .syncs
-            .push((w, SyncResult::error(ErrorCode::FencedInstanceId)));
-    }
+    member.fail_parked(ErrorCode::FencedInstanceId, old_id, effects);
     let instance = req.group_instance_id.clone().expect("static");
     g.static_members.insert(instance, new_id.clone());
     if g.leader.as_deref() == Some(old_id) {
@@ -1456,16 +1448,7 @@ fn remove_member(g: &mut Group, member_id: &str, effects: &mut Effects) {
     let Some(mut m) = g.members.remove(member_id) else {
         return;
     };
-    if let Some(w) = m.awaiting_join.take() {
-        effects
-            .joins
-            .push((w, JoinResult::error(ErrorCode::UnknownMemberId, member_id)));
-    }
-    if let Some(w) = m.awaiting_sync.take() {
-        effects
-            .syncs
-            .push((w, SyncResult::error(ErrorCode::UnknownMemberId)));
-    }
+    m.fail_parked(ErrorCode::UnknownMemberId, member_id, effects);
     if let Some(instance) = &m.group_instance_id {
         if g.static_members.get(instance).map(String::as_str) == Some(member_id) {
             g.static_members.remove(instance);
