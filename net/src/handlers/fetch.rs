@@ -8,6 +8,7 @@
 //! handle by sending full fetch requests.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -53,7 +54,8 @@ impl Handler for Fetch {
         let mut responses: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
         let mut by_shard: Vec<Vec<FetchPart>> = (0..shard.count).map(|_| Vec::new()).collect();
         for topic in request.topics {
-            let name = topic.topic.0.to_string();
+            // One shared name per topic; each partition part clones the `Arc`.
+            let name: Arc<str> = topic.topic.0.as_str().into();
             let metadata = shard.topic(&name);
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
@@ -71,7 +73,7 @@ impl Handler for Fetch {
                 if known {
                     by_shard[shard.owner(&name, p.partition)].push(FetchPart {
                         slot,
-                        tp: TopicPartition::new(name.as_str(), p.partition),
+                        tp: TopicPartition::new(name.clone(), p.partition),
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
                     });

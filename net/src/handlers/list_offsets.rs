@@ -2,6 +2,7 @@
 //! answered by the shard that owns each partition.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -38,7 +39,8 @@ impl Handler for ListOffsets {
         let mut topics = Vec::with_capacity(request.topics.len());
         let mut by_shard: Vec<Vec<Lookup>> = (0..shard.count).map(|_| Vec::new()).collect();
         for topic in request.topics {
-            let name = topic.name.0.to_string();
+            // One shared name per topic; each partition part clones the `Arc`.
+            let name: Arc<str> = topic.name.0.as_str().into();
             let metadata = shard.topic(&name);
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
@@ -54,7 +56,7 @@ impl Handler for ListOffsets {
                 {
                     by_shard[shard.owner(&name, p.partition_index)].push(Lookup {
                         slot,
-                        tp: TopicPartition::new(name.as_str(), p.partition_index),
+                        tp: TopicPartition::new(name.clone(), p.partition_index),
                         timestamp: p.timestamp,
                     });
                 } else {

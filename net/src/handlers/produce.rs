@@ -10,6 +10,7 @@
 //! parsed and answered UNSUPPORTED_VERSION.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -80,7 +81,8 @@ impl Handler for Produce {
         let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
         let mut by_shard: Vec<Vec<ProducePart>> = (0..shard.count).map(|_| Vec::new()).collect();
         for topic in request.topic_data {
-            let name = topic.name.0.to_string();
+            // One shared name per topic; each partition part clones the `Arc`.
+            let name: Arc<str> = topic.name.0.as_str().into();
             let metadata = match refuse_all {
                 Some(code) => Err(code),
                 None => topic_or_auto_create(shard, &name, true).await,
@@ -110,7 +112,7 @@ impl Handler for Produce {
                     let owner = shard.owner(&name, data.index);
                     by_shard[owner].push(ProducePart {
                         slot,
-                        tp: TopicPartition::new(name.as_str(), data.index),
+                        tp: TopicPartition::new(name.clone(), data.index),
                         records,
                     });
                 }
