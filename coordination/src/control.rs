@@ -14,7 +14,7 @@ use sluice_core::ErrorCode;
 use sluice_rt::sync::{bounded, oneshot, unbounded, Receiver, Sender};
 
 use crate::error::{ControlError, CoordinationError};
-use crate::metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, TopicMetadata};
+use crate::metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, PartitionState, TopicMetadata};
 use crate::rules;
 use crate::store::{base64_url, Store, StoredMetadata, StoredTopic};
 
@@ -46,6 +46,19 @@ pub enum ControlRequest {
     },
     AllocateProducerId {
         reply: Sender<Result<i64, ControlError>>,
+    },
+    /// A partition leader asks to change its ISR (Kafka's AlterPartition): the change
+    /// applies only if `leader_epoch` and `partition_epoch` are still current
+    /// (compare-and-set on the state znode in a cluster). Answers the new state, or
+    /// FENCED_LEADER_EPOCH / INVALID_UPDATE_VERSION / NOT_LEADER_OR_FOLLOWER; the
+    /// change reaches every shard through a snapshot before the answer.
+    AlterIsr {
+        topic: Arc<str>,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+        reply: Sender<Result<PartitionState, ControlError>>,
     },
     Shutdown,
 }
@@ -133,6 +146,30 @@ impl ControlHandle {
             .await
     }
 
+    /// Asks for `partition`'s ISR to become `isr` (see [`ControlRequest::AlterIsr`]).
+    pub async fn alter_isr(
+        &self,
+        topic: Arc<str>,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<Result<PartitionState, ControlError>, CoordinationError> {
+        let (reply, answer) = oneshot();
+        self.call(
+            ControlRequest::AlterIsr {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
     /// Asks the control thread to stop. Requests not yet answered fail with
     /// [`CoordinationError::Stopped`]; join the thread returned by [`start`] to wait.
     pub fn shutdown(&self) {
@@ -186,7 +223,7 @@ pub fn start(
     let mut topics = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for topic in &stored.topics {
-        let metadata = topic_from_store(&config.log, topic, dir)?;
+        let metadata = topic_from_store(config.broker_id, &config.log, topic, dir)?;
         if !ids.insert(metadata.id) || topics.contains_key(&metadata.name) {
             return Err(CoordinationError::Corrupt {
                 path: dir.join(crate::store::METADATA_FILE_NAME),
@@ -247,6 +284,7 @@ pub fn start(
 }
 
 fn topic_from_store(
+    broker_id: i32,
     defaults: &LogConfig,
     topic: &StoredTopic,
     dir: &std::path::Path,
@@ -284,6 +322,7 @@ fn topic_from_store(
         configs: topic.configs.clone(),
         log_config,
         internal: rules::is_internal_topic(&topic.name),
+        partition_states: vec![PartitionState::single(broker_id); topic.partitions as usize],
     })
 }
 
@@ -380,6 +419,18 @@ impl Controller {
                 }
                 ControlRequest::AllocateProducerId { reply } => {
                     let answer = self.allocate_producer_id();
+                    let _ = reply.send_blocking(answer);
+                }
+                ControlRequest::AlterIsr {
+                    topic,
+                    partition,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                    reply,
+                } => {
+                    let answer =
+                        self.alter_isr(&topic, partition, leader_epoch, partition_epoch, &isr);
                     let _ = reply.send_blocking(answer);
                 }
                 ControlRequest::Shutdown => return,
@@ -482,6 +533,10 @@ impl Controller {
             configs: topic.configs.clone(),
             log_config,
             internal: rules::is_internal_topic(&topic.name),
+            partition_states: vec![
+                PartitionState::single(self.config.broker_id);
+                partitions as usize
+            ],
         }))
     }
 
@@ -578,10 +633,13 @@ impl Controller {
                 }
                 rules::check_partition_limit(*count)?;
                 if !validate_only {
-                    let grown = TopicMetadata {
+                    let mut grown = TopicMetadata {
                         partitions: *count,
                         ..TopicMetadata::clone(topic)
                     };
+                    grown
+                        .partition_states
+                        .resize(*count as usize, PartitionState::single(self.config.broker_id));
                     next_topics.insert(grown.name.clone(), Arc::new(grown));
                     changed = true;
                 }
@@ -622,6 +680,53 @@ impl Controller {
         let id = self.next_producer_id;
         self.next_producer_id += 1;
         Ok(id)
+    }
+
+    /// On a single node every partition's ISR is this broker, always: the only change
+    /// granted is none.
+    fn alter_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[i32],
+    ) -> Result<PartitionState, ControlError> {
+        let state = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.partition(partition))
+            .ok_or_else(|| {
+                ControlError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("{topic}-{partition} does not exist."),
+                )
+            })?;
+        if leader_epoch != state.leader_epoch {
+            return Err(ControlError::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "leader epoch {leader_epoch} is not the current {}",
+                    state.leader_epoch
+                ),
+            ));
+        }
+        if partition_epoch != state.partition_epoch {
+            return Err(ControlError::new(
+                ErrorCode::InvalidUpdateVersion,
+                format!(
+                    "partition epoch {partition_epoch} is not the current {}",
+                    state.partition_epoch
+                ),
+            ));
+        }
+        if isr != state.isr.as_slice() {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                "a single-node broker's ISR is the broker itself",
+            ));
+        }
+        Ok(state.clone())
     }
 
     /// Persists `topics` as the new metadata, then publishes the snapshot and waits for

@@ -39,7 +39,7 @@ pub use control::{
     start, ControlHandle, ControlRequest, SnapshotUpdate, Started, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use error::{ControlError, CoordinationError};
-pub use metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, TopicMetadata};
+pub use metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, PartitionState, TopicMetadata};
 pub use rules::{
     is_internal_topic, validate_topic_name, CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
 };

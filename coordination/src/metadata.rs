@@ -22,6 +22,56 @@ pub struct TopicMetadata {
     pub log_config: LogConfig,
     /// `__consumer_offsets` or `__transaction_state`.
     pub internal: bool,
+    /// Replicas and leadership of partitions `0..partitions`, by index.
+    pub partition_states: Vec<PartitionState>,
+}
+
+impl TopicMetadata {
+    /// The state of `partition`, if the topic has it.
+    pub fn partition(&self, partition: i32) -> Option<&PartitionState> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|index| self.partition_states.get(index))
+    }
+}
+
+/// One partition's replicas and leadership: the topic's assignment plus ZooKeeper's
+/// `/brokers/topics/<topic>/partitions/<p>/state` in a cluster; the local broker alone
+/// on a single node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Assigned replicas (broker ids), the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The leader's broker id; -1 when no replica may lead (the partition is offline).
+    pub leader: i32,
+    /// Bumped by the controller with every leader change.
+    pub leader_epoch: i32,
+    /// The in-sync replicas, the leader included.
+    pub isr: Vec<i32>,
+    /// The version of the state znode: the compare-and-set token an ISR change must
+    /// present (Kafka's zkVersion, later "partition epoch"). 0 on a single node.
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// The state of a partition that lives on broker `broker` alone.
+    pub fn single(broker: i32) -> PartitionState {
+        PartitionState {
+            replicas: vec![broker],
+            leader: broker,
+            leader_epoch: 0,
+            isr: vec![broker],
+            partition_epoch: 0,
+        }
+    }
+
+    pub fn is_replica(&self, broker: i32) -> bool {
+        self.replicas.contains(&broker)
+    }
+
+    pub fn is_leader(&self, broker: i32) -> bool {
+        self.leader == broker && broker >= 0
+    }
 }
 
 /// A broker clients can reach.
@@ -63,6 +113,11 @@ impl MetadataSnapshot {
         assert_eq!(topic_ids.len(), topics.len(), "topic ids must be unique");
         for (name, topic) in &topics {
             assert_eq!(name, &topic.name, "topic map key must be the topic's name");
+            assert_eq!(
+                topic.partition_states.len(),
+                topic.partitions as usize,
+                "topic {name}: one state per partition"
+            );
         }
         MetadataSnapshot {
             version,
@@ -82,6 +137,11 @@ impl MetadataSnapshot {
         self.topic_ids
             .get(id)
             .and_then(|name| self.topics.get(name))
+    }
+
+    /// The state of `topic`'s `partition`.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.topics.get(topic).and_then(|t| t.partition(partition))
     }
 
     /// The broker with id `id`, if it is in the cluster.

@@ -282,8 +282,37 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `replica.lag.time.max.ms`
     pub replica_lag_time_max_ms: u64,
-    /// `zookeeper.connect`; `None` runs the embedded single-node metadata store.
+    /// `zookeeper.connect` (`host:port[,host:port...][/chroot]`); `None` runs the
+    /// embedded single-node metadata store.
     pub zookeeper_connect: Option<String>,
+    /// `zookeeper.session.timeout.ms`: how long after losing touch with ZooKeeper this
+    /// broker's ephemeral znodes vanish (and the controller fails its partitions over).
+    pub zookeeper_session_timeout_ms: u64,
+    /// `zookeeper.connection.timeout.ms`: how long start-up waits for ZooKeeper.
+    pub zookeeper_connection_timeout_ms: u64,
+    /// `broker.rack`
+    pub broker_rack: Option<String>,
+    /// `offsets.topic.replication.factor`
+    pub offsets_topic_replication_factor: i16,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to each
+    /// partition's preferred replica once it is in sync.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `replica.fetch.max.bytes`: bytes per partition a follower asks for.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch may wait at the leader.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`
+    pub replica_fetch_min_bytes: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed replica fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.socket.timeout.ms`
+    pub replica_socket_timeout_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// `offsets.topic.num.partitions`
     pub offsets_topic_num_partitions: i32,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members
@@ -326,6 +355,19 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             replica_lag_time_max_ms: 30_000,
             zookeeper_connect: None,
+            zookeeper_session_timeout_ms: 18_000,
+            zookeeper_connection_timeout_ms: 18_000,
+            broker_rack: None,
+            offsets_topic_replication_factor: 3,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_response_max_bytes: 10_485_760,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_backoff_ms: 1_000,
+            replica_socket_timeout_ms: 30_000,
+            replica_high_watermark_checkpoint_interval_ms: 5_000,
             offsets_topic_num_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
@@ -706,23 +748,14 @@ const IGNORED_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "queued.max.requests",
-    "offsets.topic.replication.factor",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
-    "zookeeper.connection.timeout.ms",
-    "zookeeper.session.timeout.ms",
     "zookeeper.set.acl",
     "listener.security.protocol.map",
     "inter.broker.listener.name",
     "security.inter.broker.protocol",
     "controlled.shutdown.enable",
-    "auto.leader.rebalance.enable",
-    "leader.imbalance.check.interval.seconds",
-    "replica.fetch.max.bytes",
-    "replica.socket.timeout.ms",
     "replica.socket.receive.buffer.bytes",
-    "replica.high.watermark.checkpoint.interval.ms",
-    "broker.rack",
 ];
 
 /// Key prefixes accepted and ignored like [`IGNORED_KEYS`].
@@ -882,6 +915,48 @@ impl<'a> PropertyReader<'a> {
         if let Some(v) = self.get("zookeeper.connect") {
             let connect = v.trimmed();
             config.zookeeper_connect = (!connect.is_empty()).then(|| connect.to_string());
+        }
+        if let Some(v) = self.get("zookeeper.session.timeout.ms") {
+            config.zookeeper_session_timeout_ms = v.long_at_least(1)? as u64;
+        }
+        if let Some(v) = self.get("zookeeper.connection.timeout.ms") {
+            config.zookeeper_connection_timeout_ms = v.long_at_least(1)? as u64;
+        }
+        if let Some(v) = self.get("broker.rack") {
+            let rack = v.trimmed();
+            config.broker_rack = (!rack.is_empty()).then(|| rack.to_string());
+        }
+        if let Some(v) = self.get("offsets.topic.replication.factor") {
+            let factor = v.int_at_least(1)?;
+            config.offsets_topic_replication_factor = i16::try_from(factor)
+                .map_err(|_| v.error(&format!("must be at most {}", i16::MAX)))?;
+        }
+        if let Some(v) = self.get("auto.leader.rebalance.enable") {
+            config.auto_leader_rebalance_enable = v.boolean()?;
+        }
+        if let Some(v) = self.get("leader.imbalance.check.interval.seconds") {
+            config.leader_imbalance_check_interval_seconds = v.long_at_least(1)? as u64;
+        }
+        if let Some(v) = self.get("replica.fetch.max.bytes") {
+            config.replica_fetch_max_bytes = v.int_at_least(1)?;
+        }
+        if let Some(v) = self.get("replica.fetch.response.max.bytes") {
+            config.replica_fetch_response_max_bytes = v.int_at_least(1)?;
+        }
+        if let Some(v) = self.get("replica.fetch.wait.max.ms") {
+            config.replica_fetch_wait_max_ms = v.int_at_least(0)?;
+        }
+        if let Some(v) = self.get("replica.fetch.min.bytes") {
+            config.replica_fetch_min_bytes = v.int_at_least(1)?;
+        }
+        if let Some(v) = self.get("replica.fetch.backoff.ms") {
+            config.replica_fetch_backoff_ms = v.long_at_least(0)? as u64;
+        }
+        if let Some(v) = self.get("replica.socket.timeout.ms") {
+            config.replica_socket_timeout_ms = v.long_at_least(1)? as u64;
+        }
+        if let Some(v) = self.get("replica.high.watermark.checkpoint.interval.ms") {
+            config.replica_high_watermark_checkpoint_interval_ms = v.long_at_least(1)? as u64;
         }
         if let Some(v) = self.get("offsets.topic.num.partitions") {
             config.offsets_topic_num_partitions = v.int_at_least(1)?;
@@ -1245,9 +1320,51 @@ pub fn broker_config_entries(broker: &BrokerConfig) -> Vec<ConfigEntry> {
             ConfigType::String,
         ),
         (
+            "zookeeper.session.timeout.ms",
+            &[],
+            Some(broker.zookeeper_session_timeout_ms.to_string()),
+            ConfigType::Int,
+        ),
+        (
+            "broker.rack",
+            &[],
+            broker.broker_rack.clone(),
+            ConfigType::String,
+        ),
+        (
             "offsets.topic.num.partitions",
             &[],
             Some(broker.offsets_topic_num_partitions.to_string()),
+            ConfigType::Int,
+        ),
+        (
+            "offsets.topic.replication.factor",
+            &[],
+            Some(broker.offsets_topic_replication_factor.to_string()),
+            ConfigType::Int,
+        ),
+        (
+            "auto.leader.rebalance.enable",
+            &[],
+            Some(broker.auto_leader_rebalance_enable.to_string()),
+            ConfigType::Boolean,
+        ),
+        (
+            "leader.imbalance.check.interval.seconds",
+            &[],
+            Some(broker.leader_imbalance_check_interval_seconds.to_string()),
+            ConfigType::Long,
+        ),
+        (
+            "replica.fetch.max.bytes",
+            &[],
+            Some(broker.replica_fetch_max_bytes.to_string()),
+            ConfigType::Int,
+        ),
+        (
+            "replica.fetch.wait.max.ms",
+            &[],
+            Some(broker.replica_fetch_wait_max_ms.to_string()),
             ConfigType::Int,
         ),
         (
@@ -1373,6 +1490,12 @@ log.message.timestamp.type=LogAppendTime
 socket.request.max.bytes=1000000
 replica.lag.time.max.ms=10000
 zookeeper.connect=zk1:2181,zk2:2181/sluice
+zookeeper.session.timeout.ms=6000
+offsets.topic.replication.factor=2
+auto.leader.rebalance.enable=false
+leader.imbalance.check.interval.seconds=5
+replica.fetch.wait.max.ms=100
+broker.rack=r1
 offsets.topic.num.partitions=10
 unclean.leader.election.enable=true
 metrics.listener=0.0.0.0:9644
@@ -1411,6 +1534,12 @@ log.cleanup.policy=delete
             Some("zk1:2181,zk2:2181/sluice")
         );
         assert_eq!(config.offsets_topic_num_partitions, 10);
+        assert_eq!(config.zookeeper_session_timeout_ms, 6000);
+        assert_eq!(config.offsets_topic_replication_factor, 2);
+        assert!(!config.auto_leader_rebalance_enable);
+        assert_eq!(config.leader_imbalance_check_interval_seconds, 5);
+        assert_eq!(config.replica_fetch_wait_max_ms, 100);
+        assert_eq!(config.broker_rack.as_deref(), Some("r1"));
         assert!(config.unclean_leader_election_enable);
         assert_eq!(config.metrics_listener.as_deref(), Some("0.0.0.0:9644"));
         let log = LogConfig {
@@ -1549,8 +1678,7 @@ log.cleanup.policy=delete
     fn unknown_keys_warn_and_kafka_keys_are_ignored_silently() {
         let text = "num.network.threads=3\nnum.io.threads=8\nsocket.send.buffer.bytes=1\n\
                     socket.receive.buffer.bytes=1\nnum.recovery.threads.per.data.dir=1\n\
-                    offsets.topic.replication.factor=1\ntransaction.state.log.min.isr=1\n\
-                    zookeeper.connection.timeout.ms=1\n\
+                    transaction.state.log.min.isr=1\n\
                     log.cleaner.enable=false\nno.such.key=1\n";
         let (config, warnings) = BrokerConfig::from_properties(text, &[]).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
