@@ -73,7 +73,8 @@ pub mod testing;
 
 pub use error::LogError;
 pub use partition::{
-    PartitionLog, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, READ_CACHE_BYTES, WRITE_BUFFER_BYTES,
+    PartitionLog, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE, READ_CACHE_BYTES,
+    WRITE_BUFFER_BYTES,
 };
 
 /// What an append did.

@@ -49,6 +49,9 @@ const SNAPSHOTS_KEPT: usize = 2;
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 /// Checkpoint of the log start offset moved by DeleteRecords.
 pub const LOG_START_FILE: &str = "log-start-offset";
+/// Checkpoint of the replicated high watermark (decimal text); present only while the
+/// log is replicated.
+pub const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 
 /// A buffer of appended bytes for one segment, positioned at an aligned file offset.
 struct WriteBuf {
@@ -94,7 +97,16 @@ struct Inner {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     log_end_offset: i64,
+    /// Offset after the last batch whose write to the segment file completed.
+    written_offset: i64,
+    /// What consumers may read: equal to `written_offset` unless `replicated`, when
+    /// only [`PartitionLog::advance_high_watermark`] moves it (and truncation cuts it).
     high_watermark: i64,
+    /// The high watermark is driven by replication rather than by writes.
+    replicated: bool,
+    /// The high-watermark checkpoint file may exist (it is kept only while
+    /// `replicated`), and the value last written to it.
+    hw_checkpoint: Option<i64>,
     /// Offsets below this are fdatasync'ed.
     synced_offset: i64,
     /// The flush policy asked for offsets below this to be synced.
@@ -113,6 +125,9 @@ struct Inner {
     maintenance: bool,
     /// Bumped by every truncation; appends made before it and cut by it fail.
     truncations: u64,
+    /// `truncations` after the last [`PartitionLog::truncate_fully_and_start_at`]:
+    /// every append made before it fails.
+    full_truncation: u64,
     cache: VecDeque<Chunk>,
     cache_bytes: usize,
     /// Set when a write fails: the log takes no more appends.
@@ -267,6 +282,8 @@ pub struct PartitionLog {
     inner: RefCell<Inner>,
     /// Fires when the high watermark advances.
     hw_notify: Notify,
+    /// Fires when the written offset advances.
+    written_notify: Notify,
     /// Fires when the writer completes a job or stops, and when maintenance ends.
     io_event: Notify,
 }
@@ -290,7 +307,7 @@ impl Drop for MaintenanceGuard<'_> {
 /// An append whose offsets are assigned, waiting for its write.
 struct Ticket {
     info: AppendInfo,
-    /// Resolved once the high watermark (or the synced offset) reaches this.
+    /// Resolved once the written offset (or the synced offset) reaches this.
     end_offset: i64,
     needs_sync: bool,
     truncations: u64,
@@ -313,12 +330,8 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
-        let start_checkpoint = match files::read_if_exists(&dir.join(LOG_START_FILE))? {
-            Some(b) => std::str::from_utf8(&b)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok()),
-            None => None,
-        };
+        let start_checkpoint = read_offset_file(&dir.join(LOG_START_FILE))?;
+        let hw_checkpoint = read_offset_file(&dir.join(HIGH_WATERMARK_FILE))?;
 
         let mut segments = BTreeMap::new();
         let mut i = 0;
@@ -407,6 +420,12 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end_offset);
+        // A high-watermark checkpoint means the log was replicated: it stays so, with
+        // the checkpointed high watermark (cut to the log that survived recovery),
+        // until replication says otherwise.
+        let high_watermark = hw_checkpoint.map_or(log_end_offset, |hw| {
+            hw.clamp(log_start_offset, log_end_offset)
+        });
         let mut epochs = match files::read_if_exists(&dir.join(CHECKPOINT_FILE))? {
             Some(b) => std::str::from_utf8(&b)
                 .ok()
@@ -425,7 +444,10 @@ impl PartitionLog {
                 segments,
                 log_start_offset,
                 log_end_offset,
-                high_watermark: log_end_offset,
+                written_offset: log_end_offset,
+                high_watermark,
+                replicated: hw_checkpoint.is_some(),
+                hw_checkpoint,
                 synced_offset: log_end_offset,
                 sync_requested_offset: log_end_offset,
                 unsynced_records: 0,
@@ -438,12 +460,14 @@ impl PartitionLog {
                 writer_blocked: false,
                 maintenance: false,
                 truncations: 0,
+                full_truncation: 0,
                 cache: VecDeque::new(),
                 cache_bytes: 0,
                 failed: None,
                 closed: false,
             }),
             hw_notify: Notify::new(),
+            written_notify: Notify::new(),
             io_event: Notify::new(),
         });
         if epochs_changed {
@@ -480,8 +504,19 @@ impl PartitionLog {
         self.inner.borrow().log_end_offset
     }
 
-    /// Offset after the last batch whose write completed: the end of what readers may
-    /// see. Never moves back except by [`truncate_to`](Self::truncate_to).
+    /// Offset after the last batch whose write to the segment file completed: the end
+    /// of what [`read`](Self::read) returns (followers are served up to here). Never
+    /// moves back except by truncation.
+    pub fn written_offset(&self) -> i64 {
+        self.inner.borrow().written_offset
+    }
+
+    /// The high watermark: the end of what consumers may read (and of what
+    /// ListOffsets and DeleteRecords see). Equal to
+    /// [`written_offset`](Self::written_offset) unless the log is
+    /// [replicated](Self::set_replicated), when only
+    /// [`advance_high_watermark`](Self::advance_high_watermark) moves it. Never
+    /// moves back except by truncation.
     pub fn high_watermark(&self) -> i64 {
         self.inner.borrow().high_watermark
     }
@@ -489,6 +524,61 @@ impl PartitionLog {
     /// Notified whenever the high watermark advances.
     pub fn notify(&self) -> &Notify {
         &self.hw_notify
+    }
+
+    /// Notified whenever the written offset advances (a leader recomputes its high
+    /// watermark on it; follower fetches wait on it).
+    pub fn written_notify(&self) -> &Notify {
+        &self.written_notify
+    }
+
+    /// Whether the high watermark is driven by replication (see
+    /// [`set_replicated`](Self::set_replicated)).
+    pub fn is_replicated(&self) -> bool {
+        self.inner.borrow().replicated
+    }
+
+    /// `false` (single node, or a leader whose ISR is itself alone): the high
+    /// watermark follows the written offset by itself; switching to `false` raises it
+    /// to the written offset at once (and the next
+    /// [`checkpoint_high_watermark`](Self::checkpoint_high_watermark) removes the
+    /// checkpoint file). `true` (a leader with followers in its ISR, or a follower):
+    /// the high watermark moves only through
+    /// [`advance_high_watermark`](Self::advance_high_watermark). A log opens
+    /// replicated exactly when it has a high-watermark checkpoint.
+    pub fn set_replicated(&self, replicated: bool) {
+        let raised = {
+            let mut inner = self.inner.borrow_mut();
+            inner.replicated = replicated;
+            let raised = !replicated && inner.written_offset > inner.high_watermark;
+            if raised {
+                inner.high_watermark = inner.written_offset;
+            }
+            raised
+        };
+        if raised {
+            self.hw_notify.notify(usize::MAX);
+        }
+    }
+
+    /// Raises the high watermark to `min(offset, written_offset())` if that is higher
+    /// (it never moves back) and returns it; fires [`notify`](Self::notify) when it
+    /// moved. In a log that is not replicated it already equals the written offset.
+    pub fn advance_high_watermark(&self, offset: i64) -> i64 {
+        let (hw, moved) = {
+            let mut inner = self.inner.borrow_mut();
+            let target = offset.min(inner.written_offset);
+            if target > inner.high_watermark {
+                inner.high_watermark = target;
+                (target, true)
+            } else {
+                (inner.high_watermark, false)
+            }
+        };
+        if moved {
+            self.hw_notify.notify(usize::MAX);
+        }
+        hw
     }
 
     /// Total logical size of the segments.
@@ -513,6 +603,11 @@ impl PartitionLog {
     /// `(epoch, start offset)` entries of the leader-epoch cache.
     pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
         self.inner.borrow().epochs.entries().to_vec()
+    }
+
+    /// The epoch of the latest entry of the leader-epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.inner.borrow().epochs.latest_epoch()
     }
 
     /// OffsetForLeaderEpoch: the largest known epoch `<= epoch` and its end offset.
@@ -693,10 +788,15 @@ impl PartitionLog {
                     end_offset: inner.log_end_offset,
                 });
             }
+            if ticket.truncations < inner.full_truncation {
+                return Err(LogError::Truncated {
+                    end_offset: inner.log_end_offset,
+                });
+            }
             let reached = if ticket.needs_sync {
                 inner.synced_offset
             } else {
-                inner.high_watermark
+                inner.written_offset
             };
             if reached >= ticket.end_offset {
                 return Ok(true);
@@ -854,10 +954,13 @@ impl PartitionLog {
                 seg.written_bytes = file_pos + len as u64;
             }
             assert!(
-                end_offset >= inner.high_watermark,
-                "the high watermark never moves back"
+                end_offset >= inner.written_offset,
+                "the written offset never moves back"
             );
-            inner.high_watermark = end_offset;
+            inner.written_offset = end_offset;
+            if !inner.replicated {
+                inner.high_watermark = end_offset;
+            }
             if needs_sync {
                 inner.synced_offset = end_offset;
             }
@@ -873,7 +976,10 @@ impl PartitionLog {
                 inner.cache_bytes -= old.buf.len();
             }
         }
-        self.hw_notify.notify(usize::MAX);
+        self.written_notify.notify(usize::MAX);
+        if !self.inner.borrow().replicated {
+            self.hw_notify.notify(usize::MAX);
+        }
         Ok(())
     }
 
@@ -1036,7 +1142,9 @@ impl PartitionLog {
     /// Returns whole batches starting with the one that contains `offset`: at most
     /// `max_bytes` in all, except that the first batch is returned whole when
     /// `min_one` (KIP-74); only batches whose last offset is below `upper_bound`
-    /// (itself capped at the high watermark). Empty at the end of the log.
+    /// (itself capped at [`written_offset`](Self::written_offset)). Callers serving
+    /// consumers pass [`high_watermark`](Self::high_watermark); followers and the
+    /// log's own loaders may pass `i64::MAX`. Empty at the end of the log.
     pub async fn read(
         &self,
         offset: i64,
@@ -1056,7 +1164,7 @@ impl PartitionLog {
                     log_end_offset: inner.log_end_offset,
                 });
             }
-            upper_bound.min(inner.high_watermark)
+            upper_bound.min(inner.written_offset)
         };
         let mut out = BytesMut::new();
         let mut cur = offset;
@@ -1273,6 +1381,7 @@ impl PartitionLog {
             // Cutting the batch that holds the log start moves the start back to the
             // new end (the start never passes the end).
             inner.log_start_offset = inner.log_start_offset.min(new_end);
+            inner.written_offset = inner.written_offset.min(new_end);
             inner.high_watermark = inner.high_watermark.min(new_end);
             inner.synced_offset = inner.synced_offset.min(new_end);
             inner.sync_requested_offset = inner.sync_requested_offset.min(new_end);
@@ -1417,18 +1526,52 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Persists the high watermark of a replicated log to
+    /// [`HIGH_WATERMARK_FILE`] (atomically; skipped when unchanged since the last
+    /// checkpoint). A log that is not replicated keeps no checkpoint (this removes a
+    /// leftover one): its high watermark is the log end recovered at open. Called
+    /// periodically (`replica.high.watermark.checkpoint.interval.ms`) and by
+    /// [`close`](Self::close).
+    pub fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
+        let (replicated, hw) = {
+            let inner = self.inner.borrow();
+            if inner.closed {
+                return Err(LogError::Closed);
+            }
+            let unchanged = if inner.replicated {
+                inner.hw_checkpoint == Some(inner.high_watermark)
+            } else {
+                inner.hw_checkpoint.is_none()
+            };
+            if unchanged {
+                return Ok(());
+            }
+            (inner.replicated, inner.high_watermark)
+        };
+        let path = self.dir.join(HIGH_WATERMARK_FILE);
+        if replicated {
+            files::write_atomic(&path, hw.to_string().as_bytes())?;
+            self.inner.borrow_mut().hw_checkpoint = Some(hw);
+        } else {
+            files::remove_if_exists(&path)?;
+            files::sync_dir(&self.dir)?;
+            self.inner.borrow_mut().hw_checkpoint = None;
+        }
+        Ok(())
+    }
+
     /// fdatasyncs everything appended so far.
     pub async fn flush(&self) -> Result<(), LogError> {
         self.wait_idle().await?;
-        let (file, hw) = {
+        let (file, written) = {
             let inner = self.inner.borrow();
-            (inner.active().file.clone(), inner.high_watermark)
+            (inner.active().file.clone(), inner.written_offset)
         };
         if let Some(f) = file {
             rtfs::fdatasync(&f).await?;
         }
         let mut inner = self.inner.borrow_mut();
-        inner.synced_offset = inner.synced_offset.max(hw);
+        inner.synced_offset = inner.synced_offset.max(written);
         Ok(())
     }
 
@@ -1456,6 +1599,7 @@ impl PartitionLog {
         self.write_snapshot(end, &snapshot)?;
         self.write_epoch_checkpoint()?;
         files::write_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())?;
+        self.checkpoint_high_watermark()?;
         files::write_atomic(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         self.shut().await?;
         drop(guard);
@@ -1479,6 +1623,7 @@ impl PartitionLog {
         };
         self.io_event.notify(usize::MAX);
         self.hw_notify.notify(usize::MAX);
+        self.written_notify.notify(usize::MAX);
         for f in files {
             rtfs::close_rc(f).await?;
         }
@@ -1516,7 +1661,7 @@ async fn periodic_flush(log: Weak<PartitionLog>, interval_ms: u64) {
             if inner.closed || inner.failed.is_some() {
                 return;
             }
-            inner.synced_offset < inner.high_watermark
+            inner.synced_offset < inner.written_offset
         };
         if pending {
             if let Err(e) = log.flush().await {
@@ -1524,6 +1669,15 @@ async fn periodic_flush(log: Weak<PartitionLog>, interval_ms: u64) {
             }
         }
     }
+}
+
+/// An offset checkpoint (decimal text); `None` when missing or unreadable.
+fn read_offset_file(path: &Path) -> std::io::Result<Option<i64>> {
+    Ok(files::read_if_exists(path)?.and_then(|b| {
+        std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+    }))
 }
 
 fn remove_segment_files(dir: &Path, base: i64) -> std::io::Result<()> {
@@ -2241,6 +2395,85 @@ mod tests {
             std::fs::write(&first, vec![0u8; len]).unwrap();
             let e = log.read(0, 1 << 20, 6, true).await.unwrap_err();
             assert!(matches!(e, LogError::Corrupt { .. }), "{e:?}");
+        });
+    }
+
+    #[test]
+    fn replicated_high_watermark_moves_only_on_advance() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert!(!log.is_replicated());
+            append_n(&log, 2, 2, 100).await;
+            assert_eq!((log.written_offset(), log.high_watermark()), (4, 4));
+            log.set_replicated(true);
+            let stored = append_n(&log, 3, 2, 100).await;
+            // acks=1 resolved on the write; consumers do not see it yet.
+            assert_eq!(
+                (
+                    log.log_end_offset(),
+                    log.written_offset(),
+                    log.high_watermark()
+                ),
+                (10, 10, 4)
+            );
+            assert!(log
+                .read(4, 1 << 20, log.high_watermark(), true)
+                .await
+                .unwrap()
+                .is_empty());
+            // A follower reads up to the written offset.
+            assert_eq!(
+                &log.read(4, 1 << 20, i64::MAX, true).await.unwrap()[..],
+                &stored.concat()[..]
+            );
+            // ListOffsets' bounds follow the replicated high watermark.
+            assert_eq!(
+                log.offset_for_timestamp(0).await.unwrap().map(|(o, _)| o),
+                Some(0)
+            );
+            assert_eq!(
+                log.offset_for_timestamp(BASE_TIMESTAMP_MS + 1)
+                    .await
+                    .unwrap()
+                    .map(|(o, _)| o),
+                Some(1)
+            );
+            assert!(matches!(
+                log.delete_records_before(5).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            // Advance: capped at the written offset, never back, notifies.
+            let listener = log.notify().listen();
+            assert_eq!(log.advance_high_watermark(6), 6);
+            listener.await;
+            assert_eq!(log.advance_high_watermark(5), 6);
+            assert_eq!(log.advance_high_watermark(100), 10);
+            assert_eq!(log.high_watermark(), 10);
+            // The written offset notifies on its own.
+            let listener = log.written_notify().listen();
+            let log2 = log.clone();
+            sluice_rt::exec::spawn_detached(async move {
+                log2.append(&make_batch(1, 10, None), 0, NOW).await.unwrap();
+            });
+            listener.await;
+            assert_eq!((log.written_offset(), log.high_watermark()), (11, 10));
+            // Back to not replicated: lifted at once, then follows writes.
+            log.set_replicated(false);
+            assert_eq!(log.high_watermark(), 11);
+            append_n(&log, 1, 1, 10).await;
+            assert_eq!(log.high_watermark(), 12);
+            // Truncation cuts both.
+            log.set_replicated(true);
+            append_n(&log, 1, 1, 10).await;
+            log.truncate_to(11).await.unwrap();
+            assert_eq!(
+                (
+                    log.log_end_offset(),
+                    log.written_offset(),
+                    log.high_watermark()
+                ),
+                (11, 11, 11)
+            );
         });
     }
 
