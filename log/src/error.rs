@@ -30,6 +30,13 @@ pub enum LogError {
         current: i16,
         found: i16,
     },
+    /// A follower append whose batches do not start at the log end or do not follow
+    /// on from one another (Kafka's `UnexpectedAppendOffsetException`); nothing was
+    /// appended. Only the replica fetcher sees it; the broker's replication state is
+    /// wrong, so it maps to UNKNOWN_SERVER_ERROR rather than to a code a client
+    /// would act on.
+    #[error("replicated batch starts at offset {found}, expected {expected}")]
+    UnexpectedAppendOffset { expected: i64, found: i64 },
     /// The request carried no batch at all.
     #[error("empty record set")]
     EmptyRecordSet,
@@ -65,7 +72,9 @@ impl LogError {
             LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             LogError::EmptyRecordSet => ErrorCode::InvalidRecord,
-            LogError::OffsetOverflow { .. } => ErrorCode::UnknownServerError,
+            LogError::OffsetOverflow { .. } | LogError::UnexpectedAppendOffset { .. } => {
+                ErrorCode::UnknownServerError
+            }
             LogError::Corrupt { .. } | LogError::Offline(_) | LogError::Io(_) => {
                 ErrorCode::KafkaStorageError
             }
@@ -117,6 +126,13 @@ mod tests {
                 ErrorCode::InvalidProducerEpoch,
             ),
             (LogError::EmptyRecordSet, ErrorCode::InvalidRecord),
+            (
+                LogError::UnexpectedAppendOffset {
+                    expected: 4,
+                    found: 7,
+                },
+                ErrorCode::UnknownServerError,
+            ),
             (
                 LogError::OffsetOverflow {
                     offset: 1 << 40,

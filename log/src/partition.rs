@@ -695,19 +695,12 @@ impl PartitionLog {
         }
         // 3. Roll by size, time, or relative-offset range.
         let base_offset = inner.log_end_offset;
-        {
-            let active = &inner.active().meta;
-            let size_limit = self.config.segment_bytes.min(u64::from(u32::MAX));
-            let by_size = active.size_bytes + records.len() as u64 > size_limit;
-            let by_time = inner
-                .active()
-                .first_append_ms
-                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms as i64);
-            let by_offsets = base_offset + record_count - active.base_offset > i64::from(i32::MAX);
-            if !active.is_empty() && (by_size || by_time || by_offsets) {
-                inner.roll_now();
-            }
-        }
+        self.roll_if_needed(
+            &mut inner,
+            records.len(),
+            base_offset + record_count,
+            now_ms,
+        );
         // 4. Leader epoch (checkpointed before the data, so it never lags the log).
         if inner.epochs.assign(leader_epoch, base_offset) {
             let text = inner.epochs.to_text();
@@ -716,56 +709,15 @@ impl PartitionLog {
         // 5. Copy into the write buffer and rewrite the headers there.
         let append_time =
             (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
-        let interval = self.config.index_interval_bytes;
-        let buf_start = {
-            let wb = inner.buffer_for(records.len());
-            let start = wb.len;
-            wb.buf.as_bytes_mut()[start..start + records.len()].copy_from_slice(records);
-            wb.len += records.len();
-            start
-        };
-        let Inner {
-            filling,
-            segments,
-            producers,
-            ..
-        } = &mut *inner;
-        let wb = filling.as_mut().expect("buffer_for made one");
-        let seg = segments.values_mut().next_back().expect("active");
-        if seg.first_append_ms.is_none() {
-            seg.first_append_ms = Some(now_ms);
-        }
-        let mut next = base_offset;
-        let mut pos = 0;
-        while pos < records.len() {
-            let bytes = &mut wb.buf.as_bytes_mut()[buf_start + pos..buf_start + records.len()];
-            let size = batch::frame_size(bytes).expect("validated");
-            batch::assign_offsets(&mut bytes[..size], next, leader_epoch, append_time);
-            let h = header(bytes).expect("validated");
-            seg.meta
-                .on_batch(h, wb.file_pos + (buf_start + pos) as u64, interval);
-            producers.update(h);
-            next = h.next_offset();
-            pos += size;
-        }
-        wb.end_offset = next;
+        let next = self.copy_in(
+            &mut inner,
+            records,
+            now_ms,
+            Some((leader_epoch, append_time)),
+        );
         assert_eq!(next, base_offset + record_count);
-        inner.log_end_offset = next;
         // 6. Flush policy.
-        inner.unsynced_records += record_count as u64;
-        let needs_sync = self
-            .config
-            .flush_messages
-            .is_some_and(|n| inner.unsynced_records >= n)
-            || self
-                .config
-                .flush_ms
-                .is_some_and(|ms| now_ms.saturating_sub(inner.last_sync_ms) >= ms as i64);
-        if needs_sync {
-            inner.sync_requested_offset = next;
-            inner.unsynced_records = 0;
-            inner.last_sync_ms = now_ms;
-        }
+        let needs_sync = self.count_unsynced(&mut inner, record_count, now_ms);
         Ok(Ticket {
             info: AppendInfo {
                 base_offset,
@@ -778,6 +730,182 @@ impl PartitionLog {
             needs_sync,
             truncations: inner.truncations,
         })
+    }
+
+    /// Follower append: stores the leader's batches as they are (base offsets,
+    /// partition leader epochs, timestamps and CRCs untouched). Every batch is
+    /// validated ([`batch::validate`], without the `max.message.bytes` limit, which
+    /// the leader applied); the first must start at [`log_end_offset`] and each next
+    /// one where the previous ends, else [`LogError::UnexpectedAppendOffset`] and
+    /// nothing is appended. Producer state is updated without sequence checks (so
+    /// the log still dedupes retries once it leads), each batch's leader epoch enters
+    /// the epoch cache at its base offset (checkpointed before the data), segments
+    /// roll as for [`append`](Self::append). Resolves once written (or synced, per the
+    /// flush policy). An empty `records` appends nothing and returns at once with
+    /// `base_offset == log_end_offset()` and `last_offset == base_offset - 1`.
+    ///
+    /// [`log_end_offset`]: Self::log_end_offset
+    pub async fn append_replicated(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        let ticket = self.begin_append_replicated(records)?;
+        self.kick_writer();
+        self.wait_for(&ticket).await?;
+        Ok(ticket.info)
+    }
+
+    fn begin_append_replicated(&self, records: &[u8]) -> Result<Ticket, LogError> {
+        let now_ms = sluice_rt::time::now_ms();
+        let mut inner = self.inner.borrow_mut();
+        inner.usable()?;
+        let base_offset = inner.log_end_offset;
+        // 1. Validate every batch and its offsets; nothing is appended unless all pass.
+        let mut next = base_offset;
+        for frame in batch::frames(records) {
+            let (pos, _) = frame?;
+            batch::validate(&records[pos..], usize::MAX)?;
+            let h = header(&records[pos..]).expect("validated");
+            if h.base_offset() != next {
+                return Err(LogError::UnexpectedAppendOffset {
+                    expected: next,
+                    found: h.base_offset(),
+                });
+            }
+            next = h.next_offset();
+        }
+        let record_count = next - base_offset;
+        if record_count == 0 {
+            return Ok(Ticket {
+                info: AppendInfo {
+                    base_offset,
+                    last_offset: base_offset - 1,
+                    log_append_time_ms: -1,
+                    log_start_offset: inner.log_start_offset,
+                    duplicate: false,
+                },
+                end_offset: base_offset,
+                needs_sync: false,
+                truncations: inner.truncations,
+            });
+        }
+        // 2. Roll as a leader append would.
+        self.roll_if_needed(&mut inner, records.len(), next, now_ms);
+        // 3. The leader's epochs, checkpointed before the data.
+        let mut epochs_changed = false;
+        for frame in batch::frames(records) {
+            let (pos, _) = frame?;
+            let h = header(&records[pos..]).expect("validated");
+            epochs_changed |= inner
+                .epochs
+                .assign(h.partition_leader_epoch.get(), h.base_offset());
+        }
+        if epochs_changed {
+            let text = inner.epochs.to_text();
+            files::write_atomic(&self.dir.join(CHECKPOINT_FILE), text.as_bytes())?;
+        }
+        // 4. Copy as is.
+        let end = self.copy_in(&mut inner, records, now_ms, None);
+        assert_eq!(end, next);
+        // 5. Flush policy.
+        let needs_sync = self.count_unsynced(&mut inner, record_count, now_ms);
+        Ok(Ticket {
+            info: AppendInfo {
+                base_offset,
+                last_offset: next - 1,
+                log_append_time_ms: -1,
+                log_start_offset: inner.log_start_offset,
+                duplicate: false,
+            },
+            end_offset: next,
+            needs_sync,
+            truncations: inner.truncations,
+        })
+    }
+
+    /// Rolls the active segment before an append of `size_bytes` that ends at
+    /// `end_offset` when its size, age or relative-offset range asks for it.
+    fn roll_if_needed(&self, inner: &mut Inner, size_bytes: usize, end_offset: i64, now_ms: i64) {
+        let active = inner.active();
+        let size_limit = self.config.segment_bytes.min(u64::from(u32::MAX));
+        let by_size = active.meta.size_bytes + size_bytes as u64 > size_limit;
+        let by_time = active
+            .first_append_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms as i64);
+        let by_offsets = end_offset - active.meta.base_offset > i64::from(i32::MAX);
+        if !active.meta.is_empty() && (by_size || by_time || by_offsets) {
+            inner.roll_now();
+        }
+    }
+
+    /// Copies validated `records` into the active segment's write buffer, indexes
+    /// them and records them in the producer state; returns the offset after them.
+    /// `rewrite` is `(leader epoch, log append time)` for a leader append, which
+    /// assigns offsets from the log end; `None` keeps the batches as they are (their
+    /// offsets were checked to follow on from the log end).
+    fn copy_in(
+        &self,
+        inner: &mut Inner,
+        records: &[u8],
+        now_ms: i64,
+        rewrite: Option<(i32, Option<i64>)>,
+    ) -> i64 {
+        let interval = self.config.index_interval_bytes;
+        let base_offset = inner.log_end_offset;
+        let buf_start = {
+            let wb = inner.buffer_for(records.len());
+            let start = wb.len;
+            wb.buf.as_bytes_mut()[start..start + records.len()].copy_from_slice(records);
+            wb.len += records.len();
+            start
+        };
+        let Inner {
+            filling,
+            segments,
+            producers,
+            ..
+        } = inner;
+        let wb = filling.as_mut().expect("buffer_for made one");
+        let seg = segments.values_mut().next_back().expect("active");
+        if seg.first_append_ms.is_none() {
+            seg.first_append_ms = Some(now_ms);
+        }
+        let mut next = base_offset;
+        let mut pos = 0;
+        while pos < records.len() {
+            let bytes = &mut wb.buf.as_bytes_mut()[buf_start + pos..buf_start + records.len()];
+            let size = batch::frame_size(bytes).expect("validated");
+            if let Some((leader_epoch, append_time)) = rewrite {
+                batch::assign_offsets(&mut bytes[..size], next, leader_epoch, append_time);
+            }
+            let h = header(bytes).expect("validated");
+            assert_eq!(h.base_offset(), next, "batches follow on from the log end");
+            seg.meta
+                .on_batch(h, wb.file_pos + (buf_start + pos) as u64, interval);
+            producers.update(h);
+            next = h.next_offset();
+            pos += size;
+        }
+        wb.end_offset = next;
+        inner.log_end_offset = next;
+        next
+    }
+
+    /// Counts `record_count` appended records against the flush policy; returns
+    /// whether this append must wait for an fdatasync.
+    fn count_unsynced(&self, inner: &mut Inner, record_count: i64, now_ms: i64) -> bool {
+        inner.unsynced_records += record_count as u64;
+        let needs_sync = self
+            .config
+            .flush_messages
+            .is_some_and(|n| inner.unsynced_records >= n)
+            || self
+                .config
+                .flush_ms
+                .is_some_and(|ms| now_ms.saturating_sub(inner.last_sync_ms) >= ms as i64);
+        if needs_sync {
+            inner.sync_requested_offset = inner.log_end_offset;
+            inner.unsynced_records = 0;
+            inner.last_sync_ms = now_ms;
+        }
+        needs_sync
     }
 
     async fn wait_for(&self, ticket: &Ticket) -> Result<(), LogError> {
@@ -2474,6 +2602,137 @@ mod tests {
                 ),
                 (11, 11, 11)
             );
+        });
+    }
+
+    /// Reads everything up to the written offset, as a follower fetch would.
+    async fn read_written(log: &PartitionLog, from: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut next = from;
+        loop {
+            let bytes = log.read(next, 10_000, i64::MAX, true).await.unwrap();
+            if bytes.is_empty() {
+                return out;
+            }
+            for f in batch::frames(&bytes) {
+                let (pos, _) = f.unwrap();
+                next = header(&bytes[pos..]).unwrap().next_offset();
+            }
+            out.extend_from_slice(&bytes);
+        }
+    }
+
+    #[test]
+    fn follower_append_keeps_the_leaders_batches() {
+        run(|dir| async move {
+            let leader_cfg = LogConfig {
+                timestamp_type: TimestampType::LogAppendTime,
+                ..config()
+            };
+            let leader = PartitionLog::open(dir.clone(), leader_cfg).await.unwrap();
+            let follower_dir = dir.with_file_name("t-1");
+            let follower = PartitionLog::open(follower_dir.clone(), config())
+                .await
+                .unwrap();
+            follower.set_replicated(true);
+            let idempotent = make_batch(2, 50, Some((7, 0, 0)));
+            leader
+                .append(&make_batch(3, 4000, None), 1, NOW)
+                .await
+                .unwrap();
+            leader.append(&idempotent, 1, NOW).await.unwrap();
+            for i in 0..30 {
+                leader
+                    .append(&make_batch(2, 4000, None), 3, NOW + i)
+                    .await
+                    .unwrap();
+            }
+            leader
+                .append(&make_batch(1, 10, None), 4, NOW)
+                .await
+                .unwrap();
+            let all = read_written(&leader, 0).await;
+            // Replicate in fetch-sized pieces.
+            let mut next = 0;
+            while next < leader.log_end_offset() {
+                let piece = leader.read(next, 20_000, i64::MAX, true).await.unwrap();
+                let info = follower.append_replicated(&piece).await.unwrap();
+                assert_eq!(info.base_offset, next);
+                next = info.last_offset + 1;
+                assert!(follower.written_offset() >= next);
+            }
+            assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+            assert!(follower.segment_count() > 1, "follower rolls segments");
+            assert_eq!(read_written(&follower, 0).await, all);
+            // Its high watermark waits for the leader's.
+            assert_eq!(follower.high_watermark(), 0);
+            assert_eq!(follower.advance_high_watermark(40), 40);
+            // Epochs as on the leader.
+            assert_eq!(follower.leader_epochs(), vec![(1, 0), (3, 5), (4, 65)]);
+            assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+            assert_eq!(follower.latest_epoch(), Some(4));
+            assert_eq!(follower.end_offset_for_epoch(2), Some((1, 5)));
+            assert_eq!(follower.end_offset_for_epoch(3), Some((3, 65)));
+            assert_eq!(
+                std::fs::read(follower_dir.join(CHECKPOINT_FILE)).unwrap(),
+                std::fs::read(dir.join(CHECKPOINT_FILE)).unwrap()
+            );
+            // Nothing to replicate.
+            let info = follower.append_replicated(&[]).await.unwrap();
+            assert_eq!((info.base_offset, info.last_offset), (66, 65));
+            // Refused: a gap, a repeat, a batch that does not follow on, a bad CRC.
+            let mut gap = make_batch(1, 10, None);
+            batch::assign_offsets(&mut gap, 67, 4, None);
+            let e = follower.append_replicated(&gap).await.unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    LogError::UnexpectedAppendOffset {
+                        expected: 66,
+                        found: 67
+                    }
+                ),
+                "{e:?}"
+            );
+            assert_eq!(e.error_code(), sluice_core::ErrorCode::UnknownServerError);
+            let repeat = leader.read(65, 1000, i64::MAX, true).await.unwrap();
+            assert!(matches!(
+                follower.append_replicated(&repeat).await,
+                Err(LogError::UnexpectedAppendOffset { .. })
+            ));
+            let mut first = make_batch(1, 10, None);
+            batch::assign_offsets(&mut first, 66, 4, None);
+            let mut two = first.clone();
+            two.extend_from_slice(&gap[..]); // 66 then 67: fine
+            two.extend_from_slice(&gap[..]); // 67 again: refused
+            assert!(matches!(
+                follower.append_replicated(&two).await,
+                Err(LogError::UnexpectedAppendOffset {
+                    expected: 68,
+                    found: 67
+                })
+            ));
+            let mut bad = first.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            let e = follower.append_replicated(&bad).await.unwrap_err();
+            assert_eq!(e.error_code(), sluice_core::ErrorCode::CorruptMessage);
+            assert_eq!(follower.log_end_offset(), 66);
+            // Promoted to leader, it still recognises the producer's retry.
+            let dup = follower.append(&idempotent, 5, NOW).await.unwrap();
+            assert!(dup.duplicate);
+            assert_eq!((dup.base_offset, dup.last_offset), (3, 4));
+            // Also after an unclean restart (state rebuilt from the headers).
+            drop(follower);
+            let follower = PartitionLog::open(follower_dir, config()).await.unwrap();
+            assert!(
+                follower
+                    .append(&idempotent, 5, NOW)
+                    .await
+                    .unwrap()
+                    .duplicate
+            );
+            assert_eq!(read_written(&follower, 0).await, all);
+            assert_eq!(follower.latest_epoch(), Some(4));
         });
     }
 
