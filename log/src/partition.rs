@@ -1541,6 +1541,68 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Empties the log and restarts it at `offset`: every segment, producer snapshot
+    /// and leader epoch is dropped; log start, log end, written offset and high
+    /// watermark all become `offset` (which may be above or below the old log end).
+    /// For a follower whose fetch offset fell below the leader's log start. Appends
+    /// not yet resolved fail with `Truncated`. Persisted: the segments are removed
+    /// first, then the epoch, log-start and high-watermark checkpoints are written, so
+    /// a restart at any point recovers either an empty log at the old start (and the
+    /// follower truncates again) or the empty log at `offset`.
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            let inner = self.inner.borrow();
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: inner.log_start_offset,
+                log_end_offset: inner.log_end_offset,
+            });
+        }
+        let guard = self.lock().await?;
+        let removed: Vec<(i64, Option<Rc<DmaFile>>)> = {
+            let mut inner = self.inner.borrow_mut();
+            let old = std::mem::take(&mut inner.segments);
+            inner.segments.insert(offset, Segment::new(offset));
+            inner.filling = None;
+            inner.jobs.clear();
+            inner.log_start_offset = offset;
+            inner.log_end_offset = offset;
+            inner.written_offset = offset;
+            inner.high_watermark = offset;
+            inner.synced_offset = offset;
+            inner.sync_requested_offset = offset;
+            inner.unsynced_records = 0;
+            inner.producers = ProducerState::default();
+            inner.epochs = EpochCache::default();
+            inner.truncations += 1;
+            inner.full_truncation = inner.truncations;
+            inner.cache.clear();
+            inner.cache_bytes = 0;
+            old.into_iter().map(|(b, s)| (b, s.file)).collect()
+        };
+        self.io_event.notify(usize::MAX);
+        self.hw_notify.notify(usize::MAX);
+        self.written_notify.notify(usize::MAX);
+        for (b, f) in removed {
+            if let Some(f) = f {
+                rtfs::close_rc(f).await?;
+            }
+            remove_segment_files(&self.dir, b)?;
+        }
+        for o in self.snapshot_offsets()? {
+            files::remove_if_exists(&segment_path(&self.dir, o, SNAPSHOT_SUFFIX))?;
+        }
+        files::sync_dir(&self.dir)?;
+        self.write_epoch_checkpoint()?;
+        files::write_atomic(
+            &self.dir.join(LOG_START_FILE),
+            offset.to_string().as_bytes(),
+        )?;
+        self.checkpoint_high_watermark()?;
+        drop(guard);
+        Ok(())
+    }
+
     /// Starts a new segment at the log end (no-op while the active one is empty), and
     /// waits until the old one is finished on disk.
     pub async fn roll(&self) -> Result<(), LogError> {
@@ -2733,6 +2795,71 @@ mod tests {
             );
             assert_eq!(read_written(&follower, 0).await, all);
             assert_eq!(follower.latest_epoch(), Some(4));
+        });
+    }
+
+    #[test]
+    fn truncate_fully_restarts_the_log_at_an_offset() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let idempotent = make_batch(1, 10, Some((7, 0, 0)));
+            log.append(&idempotent, 2, NOW).await.unwrap();
+            append_n(&log, 40, 2, 4000).await;
+            log.roll().await.unwrap();
+            assert!(log.segment_count() > 2);
+            assert!(!log.snapshot_offsets().unwrap().is_empty());
+            log.set_replicated(true);
+            log.checkpoint_high_watermark().unwrap();
+            log.truncate_fully_and_start_at(1000).await.unwrap();
+            assert_eq!(
+                (
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                    log.written_offset(),
+                    log.high_watermark()
+                ),
+                (1000, 1000, 1000, 1000)
+            );
+            assert_eq!(log.segment_base_offsets(), vec![1000]);
+            assert_eq!(log.leader_epochs(), vec![]);
+            assert!(log.snapshot_offsets().unwrap().is_empty());
+            assert!(!dir.join("00000000000000000000.log").exists());
+            assert!(log
+                .read(1000, 100, i64::MAX, true)
+                .await
+                .unwrap()
+                .is_empty());
+            assert!(matches!(
+                log.read(81, 100, i64::MAX, true).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            // A restart before any append keeps the empty log at 1000.
+            drop(log);
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(
+                (
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                    log.high_watermark()
+                ),
+                (1000, 1000, 1000)
+            );
+            assert!(log.is_replicated());
+            // Replication continues from there; the producer is forgotten.
+            let mut b = make_batch(2, 10, None);
+            batch::assign_offsets(&mut b, 1000, 6, None);
+            log.append_replicated(&b).await.unwrap();
+            assert_eq!(log.leader_epochs(), vec![(6, 1000)]);
+            let info = log.append(&idempotent, 7, NOW).await.unwrap();
+            assert!(!info.duplicate);
+            assert_eq!(info.base_offset, 1002);
+            // Below the old end works the same way.
+            log.truncate_fully_and_start_at(5).await.unwrap();
+            append_n(&log, 2, 1, 10).await;
+            log.close().await.unwrap();
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 7));
+            assert_eq!(log.segment_base_offsets(), vec![5]);
         });
     }
 
