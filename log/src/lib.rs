@@ -1,11 +1,23 @@
 //! The segment log: one [`PartitionLog`] per partition, living on the partition's
-//! owning shard only. `log` knows nothing of the network or of replication; it stores
-//! Kafka v2 record batches exactly as they arrive on the wire.
+//! owning shard only. `log` knows nothing of the network; it stores Kafka v2 record
+//! batches exactly as they arrive on the wire. Of replication it knows only what a
+//! replica's log must: a follower append that keeps the leader's offsets and epochs,
+//! a high watermark that replication moves, and truncation.
+//!
+//! # Offsets
+//! `log_start_offset <= high_watermark <= written_offset <= log_end_offset`.
+//! The log end is the next offset to assign; the written offset is the end of the
+//! batches whose write completed (reads stop there, appends resolve there); the high
+//! watermark is what consumers may read. Unless the log is replicated
+//! ([`PartitionLog::set_replicated`]) the high watermark equals the written offset;
+//! replicated, only [`PartitionLog::advance_high_watermark`] raises it (the leader
+//! from its ISR's log ends, a follower from its leader's high watermark).
 //!
 //! Modules:
 //! - `partition`: [`PartitionLog`] — append (validation, producer checks, offset
-//!   assignment, group-committed direct-I/O writes), read, ListOffsets by timestamp,
-//!   truncation, roll, retention, DeleteRecords, flush, close, recovery at open.
+//!   assignment, group-committed direct-I/O writes), follower append, read,
+//!   ListOffsets by timestamp, truncation, roll, retention, DeleteRecords, flush,
+//!   close, recovery at open.
 //! - [`segment`]: a segment's file naming, in-memory metadata and the verifying scan.
 //! - [`index`]: the sparse `.index` / `.timeindex` in Kafka's formats.
 //! - [`producer`]: idempotent-producer state and its snapshots.
@@ -18,8 +30,9 @@
 //! `<log.dirs>/<topic>-<partition>/` holds, per segment, `<base offset, 20 digits>.log`
 //! (batches back to back), `.index` and `.timeindex` (written at roll and close);
 //! `<offset>.snapshot` producer snapshots (the last two); `leader-epoch-checkpoint`;
-//! `log-start-offset` (moved by DeleteRecords); `.clean-shutdown` (present only
-//! between a clean close and the next open).
+//! `log-start-offset` (moved by DeleteRecords and full truncation);
+//! `high-watermark-checkpoint` (only while the log is replicated); `.clean-shutdown`
+//! (present only between a clean close and the next open).
 //!
 //! # Durability order
 //! Segment data is written with `O_DIRECT` through glommio; small metadata files use
@@ -40,7 +53,13 @@
 //!    `<name>`, fsync the directory.
 //! 5. The leader-epoch checkpoint is written before the first batch of a new epoch is
 //!    copied into the log, so it never lags the data.
-//! 6. Close: last write, truncate + fdatasync the active segment, its index files, the
+//! 6. The high-watermark checkpoint is written periodically by the replication layer
+//!    ([`PartitionLog::checkpoint_high_watermark`]) and at close; it may lag the
+//!    high watermark (recovery only ever lowers what consumers see, never raises it
+//!    past the data) and is removed when the log stops being replicated.
+//! 7. A full truncation removes every segment and snapshot first, then writes the
+//!    epoch, log-start and high-watermark checkpoints.
+//! 8. Close: last write, truncate + fdatasync the active segment, its index files, the
 //!    producer snapshot at the log end, checkpoints, and last the clean-shutdown
 //!    marker.
 //!
@@ -58,7 +77,10 @@
 //! 4. Producer state is the latest snapshot at or below the log end plus the batch
 //!    headers after it; later snapshots are deleted. The epoch cache drops entries past
 //!    the log end.
-//! 5. The clean-shutdown marker is removed (and the directory fsynced) before the log
+//! 5. With a high-watermark checkpoint the log opens replicated, its high watermark
+//!    the checkpoint clamped to `[log start, log end]`; without one it opens not
+//!    replicated with the high watermark at the log end.
+//! 6. The clean-shutdown marker is removed (and the directory fsynced) before the log
 //!    takes an append.
 
 pub mod epoch;

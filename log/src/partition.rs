@@ -6,8 +6,9 @@
 //! it takes the next filled buffer and writes it with direct I/O; appends arriving
 //! meanwhile fill the next buffer, which begins with a copy of the last partial page
 //! so that its write rewrites that page (group commit falls out of this). When a
-//! write completes the high watermark advances, [`PartitionLog::notify`] fires and the
-//! appenders waiting for it resolve. Completed buffers stay in a small per-partition
+//! write completes the written offset advances, [`PartitionLog::written_notify`] fires
+//! and the appenders waiting for it resolve; unless the log is replicated the high
+//! watermark follows and [`PartitionLog::notify`] fires too. Completed buffers stay in a small per-partition
 //! cache that serves tailing readers; older data is read from the file.
 
 use std::cell::RefCell;
@@ -2860,6 +2861,57 @@ mod tests {
             let log = PartitionLog::open(dir, config()).await.unwrap();
             assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 7));
             assert_eq!(log.segment_base_offsets(), vec![5]);
+        });
+    }
+
+    #[test]
+    fn high_watermark_checkpoint_survives_restart_capped_by_the_log_end() {
+        run(|dir| async move {
+            let hw_file = dir.join(HIGH_WATERMARK_FILE);
+            // Not replicated: no checkpoint, the high watermark is the log end.
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            append_n(&log, 3, 2, 100).await;
+            log.checkpoint_high_watermark().unwrap();
+            log.close().await.unwrap();
+            assert!(!hw_file.exists());
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert!(!log.is_replicated());
+            assert_eq!(log.high_watermark(), 6);
+            // Replicated: close keeps the high watermark below the log end.
+            log.set_replicated(true);
+            append_n(&log, 2, 2, 100).await;
+            log.advance_high_watermark(8);
+            log.close().await.unwrap();
+            assert_eq!(std::fs::read_to_string(&hw_file).unwrap(), "8");
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert!(log.is_replicated());
+            assert_eq!((log.log_end_offset(), log.high_watermark()), (10, 8));
+            append_n(&log, 1, 2, 100).await;
+            assert_eq!(log.high_watermark(), 8);
+            // Periodic checkpoint, then a crash that tears the tail below it.
+            log.advance_high_watermark(12);
+            log.checkpoint_high_watermark().unwrap();
+            assert_eq!(std::fs::read_to_string(&hw_file).unwrap(), "12");
+            drop(log);
+            let last = last_segment_path(&dir);
+            let cut = stored_len_before_last(&last);
+            let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+            f.set_len(cut as u64 + 10).unwrap();
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!((log.log_end_offset(), log.high_watermark()), (10, 10));
+            // Leaving replication lifts the high watermark and drops the checkpoint.
+            log.set_replicated(true);
+            append_n(&log, 1, 2, 100).await;
+            assert_eq!(log.high_watermark(), 10);
+            log.set_replicated(false);
+            assert_eq!(log.high_watermark(), 12);
+            assert!(hw_file.exists());
+            log.checkpoint_high_watermark().unwrap();
+            assert!(!hw_file.exists());
+            drop(log);
+            let log = PartitionLog::open(dir, config()).await.unwrap();
+            assert!(!log.is_replicated());
+            assert_eq!(log.high_watermark(), 12);
         });
     }
 
