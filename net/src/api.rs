@@ -126,6 +126,7 @@ apis! {
     handlers::describe_groups::DescribeGroups,
     handlers::delete_groups::DeleteGroups,
     handlers::offset_delete::OffsetDelete,
+    handlers::offset_for_leader_epoch::OffsetForLeaderEpoch,
 }
 
 /// The supported version range of `key`, if this broker implements it.
