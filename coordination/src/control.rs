@@ -85,6 +85,19 @@ pub struct ControlHandle {
 }
 
 impl ControlHandle {
+    /// A handle on a control thread's channels (used by the ZooKeeper backend).
+    pub(crate) fn new(
+        requests: Sender<ControlRequest>,
+        stop: Sender<()>,
+        latest: Arc<RwLock<Arc<MetadataSnapshot>>>,
+    ) -> ControlHandle {
+        ControlHandle {
+            requests,
+            stop,
+            latest,
+        }
+    }
+
     /// The latest snapshot that every shard has applied.
     pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
         // A poisoned lock only means a writer panicked after or before the swap of an
@@ -197,6 +210,8 @@ pub type Started = (ControlHandle, Vec<Receiver<SnapshotUpdate>>, JoinHandle<()>
 
 /// Starts the control plane of a single node: opens the metadata store in the first
 /// log dir, builds the initial snapshot (version 1) and starts the control thread.
+/// With `zookeeper.connect` set it starts the cluster control plane instead (same
+/// handle, same snapshot protocol; see the `zk` module).
 ///
 /// Returns the handle, one snapshot receiver per shard (index = shard id) and the
 /// thread. Each receiver's first update is the initial snapshot; the control thread
@@ -214,6 +229,9 @@ pub fn start(
         advertised.id, config.broker_id,
         "the advertised endpoint is this broker's"
     );
+    if config.zookeeper_connect.is_some() {
+        return crate::zk::start(config, advertised, shard_count);
+    }
     let dir = config
         .log_dirs
         .first()
@@ -338,7 +356,7 @@ fn topic_to_store(topic: &TopicMetadata) -> StoredTopic {
 
 /// A random topic id Kafka would accept: not the reserved zero or one UUIDs, and not
 /// one whose string form starts with `-` (Kafka avoids those; they read as flags).
-fn new_topic_id() -> [u8; 16] {
+pub(crate) fn new_topic_id() -> [u8; 16] {
     loop {
         let id = *uuid::Uuid::new_v4().as_bytes();
         let reserved = id[..15].iter().all(|&b| b == 0) && id[15] <= 1;
@@ -349,7 +367,7 @@ fn new_topic_id() -> [u8; 16] {
 }
 
 /// Marks every item whose key occurs more than once; Kafka answers those INVALID_REQUEST.
-fn duplicates<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+pub(crate) fn duplicates<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
     let mut seen = BTreeSet::new();
     let mut duplicated = BTreeSet::new();
     for key in keys {
@@ -360,7 +378,7 @@ fn duplicates<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
     duplicated
 }
 
-fn duplicate_error(name: &str) -> ControlError {
+pub(crate) fn duplicate_error(name: &str) -> ControlError {
     ControlError::new(
         ErrorCode::InvalidRequest,
         format!("Duplicate topic {name:?} in the request."),

@@ -28,6 +28,16 @@ pub enum CoordinationError {
     Spawn(#[source] std::io::Error),
     #[error("the control plane has stopped")]
     Stopped,
+    /// ZooKeeper failed or could not be reached (cluster mode).
+    #[error("ZooKeeper {path}: {source}")]
+    ZooKeeper {
+        path: String,
+        #[source]
+        source: zookeeper_client::Error,
+    },
+    /// Another live broker is registered under this broker's id (cluster mode).
+    #[error("broker.id {0} is already registered in ZooKeeper by another live broker")]
+    BrokerIdInUse(i32),
     /// A `__consumer_offsets` record or batch that cannot be decoded (or encoded).
     #[error("group record: {0}")]
     CorruptGroupRecord(String),

@@ -17,6 +17,9 @@
 //!   atomically, plus Kafka's `meta.properties`.
 //! - `control`: the control thread, its request type [`ControlRequest`], the
 //!   [`ControlHandle`] shards use to reach it, and [`start`].
+//! - `zk`: the cluster control plane behind the same [`start`] when
+//!   `zookeeper.connect` is set: Kafka's ZooKeeper layout, broker registration,
+//!   controller election and the controller's leader/ISR decisions.
 //! - `error`: [`CoordinationError`] (the control plane cannot run) and [`ControlError`]
 //!   (one item of a request failed; that is data in the answer).
 //! - [`group`]: the classic consumer-group protocol as a state machine without I/O,
@@ -34,6 +37,7 @@ pub mod group;
 mod metadata;
 mod rules;
 mod store;
+mod zk;
 
 pub use control::{
     start, ControlHandle, ControlRequest, SnapshotUpdate, Started, PRODUCER_ID_BLOCK_SIZE,

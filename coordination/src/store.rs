@@ -149,6 +149,53 @@ impl Store {
     }
 }
 
+/// Checks the `meta.properties` of log dir `dir` (created if needed) against this
+/// broker's id and the cluster id ZooKeeper holds, and writes it if it is missing
+/// (cluster mode; the single-node store does the same in [`Store::open`]).
+pub(crate) fn check_meta_properties(
+    dir: &Path,
+    broker_id: i32,
+    cluster_id: &str,
+) -> Result<(), CoordinationError> {
+    fs::create_dir_all(dir).map_err(|source| CoordinationError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let meta_path = dir.join(META_PROPERTIES);
+    match fs::read_to_string(&meta_path) {
+        Ok(text) => {
+            let (stored_broker_id, stored_cluster_id) = read_meta_properties(&meta_path, &text)?;
+            if stored_broker_id != broker_id {
+                return Err(CoordinationError::Inconsistent {
+                    path: meta_path,
+                    reason: format!(
+                        "the log dir belongs to broker.id {stored_broker_id}, not {broker_id}"
+                    ),
+                });
+            }
+            if stored_cluster_id != cluster_id {
+                return Err(CoordinationError::Inconsistent {
+                    path: meta_path,
+                    reason: format!(
+                        "cluster.id {stored_cluster_id} does not match ZooKeeper's {cluster_id}"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let text = format!(
+                "#\n# Written by Sluice\nversion=0\nbroker.id={broker_id}\ncluster.id={cluster_id}\n"
+            );
+            write_atomically(dir, &meta_path, text.as_bytes())
+        }
+        Err(source) => Err(CoordinationError::Io {
+            path: meta_path,
+            source,
+        }),
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs `dir`.
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CoordinationError> {
     let mut tmp_name = path.as_os_str().to_owned();
