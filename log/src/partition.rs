@@ -545,20 +545,34 @@ impl PartitionLog {
     /// [`checkpoint_high_watermark`](Self::checkpoint_high_watermark) removes the
     /// checkpoint file). `true` (a leader with followers in its ISR, or a follower):
     /// the high watermark moves only through
-    /// [`advance_high_watermark`](Self::advance_high_watermark). A log opens
-    /// replicated exactly when it has a high-watermark checkpoint.
+    /// [`advance_high_watermark`](Self::advance_high_watermark); switching to `true`
+    /// writes the high-watermark checkpoint at once, so that a crash before the next
+    /// periodic checkpoint reopens the log replicated (if that write fails the log
+    /// goes offline, as after a failed segment write). A log opens replicated
+    /// exactly when it has a high-watermark checkpoint.
     pub fn set_replicated(&self, replicated: bool) {
-        let raised = {
+        let (raised, newly_replicated) = {
             let mut inner = self.inner.borrow_mut();
+            let newly_replicated = replicated && !inner.replicated;
             inner.replicated = replicated;
             let raised = !replicated && inner.written_offset > inner.high_watermark;
             if raised {
                 inner.high_watermark = inner.written_offset;
             }
-            raised
+            (raised, newly_replicated)
         };
         if raised {
             self.hw_notify.notify(usize::MAX);
+        }
+        if newly_replicated {
+            match self.checkpoint_high_watermark() {
+                Ok(()) | Err(LogError::Closed) => {}
+                Err(e) => {
+                    tracing::error!(dir = %self.dir.display(), error = %e, "high-watermark checkpoint failed; log is offline");
+                    self.inner.borrow_mut().failed = Some(e.to_string());
+                    self.io_event.notify(usize::MAX);
+                }
+            }
         }
     }
 
@@ -1614,7 +1628,8 @@ impl PartitionLog {
 
     /// Deletes whole segments, oldest first, that are past `retention.ms` (by their
     /// largest timestamp), that keep the log over `retention.bytes`, or that lie
-    /// wholly below the log start offset. Never the active segment. Returns how many.
+    /// wholly below the log start offset. Never the active segment, nor a segment
+    /// with offsets at or past the high watermark. Returns how many.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let guard = self.lock().await?;
         let victims: Vec<i64> = {
@@ -1634,7 +1649,10 @@ impl PartitionLog {
                     .retention_bytes
                     .is_some_and(|limit| remaining - size >= limit);
                 let by_start = next.meta.base_offset <= inner.log_start_offset;
-                if !(by_time || by_size || by_start) {
+                // Never past the high watermark: what is not yet committed stays (so
+                // the log start never passes it).
+                let committed = next.meta.base_offset <= inner.high_watermark;
+                if !committed || !(by_time || by_size || by_start) {
                     break;
                 }
                 out.push(s.meta.base_offset);
@@ -2592,7 +2610,11 @@ mod tests {
     #[test]
     fn replicated_high_watermark_moves_only_on_advance() {
         run(|dir| async move {
-            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let cfg = LogConfig {
+                retention_ms: Some(1_000),
+                ..config()
+            };
+            let log = PartitionLog::open(dir.clone(), cfg).await.unwrap();
             assert!(!log.is_replicated());
             append_n(&log, 2, 2, 100).await;
             assert_eq!((log.written_offset(), log.high_watermark()), (4, 4));
@@ -2665,6 +2687,15 @@ mod tests {
                 ),
                 (11, 11, 11)
             );
+            // Retention keeps what is past the high watermark.
+            log.set_replicated(true);
+            append_n(&log, 40, 1, 4000).await;
+            assert!(log.segment_count() > 2);
+            let hw = log.high_watermark();
+            assert_eq!(log.apply_retention(i64::MAX).await.unwrap(), 0);
+            log.advance_high_watermark(i64::MAX);
+            assert!(log.apply_retention(i64::MAX).await.unwrap() > 0);
+            assert!(log.log_start_offset() > hw);
         });
     }
 
@@ -2877,8 +2908,10 @@ mod tests {
             let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
             assert!(!log.is_replicated());
             assert_eq!(log.high_watermark(), 6);
-            // Replicated: close keeps the high watermark below the log end.
+            // Replicated: checkpointed at once, and close keeps the high watermark
+            // below the log end.
             log.set_replicated(true);
+            assert_eq!(std::fs::read_to_string(&hw_file).unwrap(), "6");
             append_n(&log, 2, 2, 100).await;
             log.advance_high_watermark(8);
             log.close().await.unwrap();

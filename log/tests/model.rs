@@ -37,6 +37,18 @@ enum Op {
     Restart {
         clean: bool,
     },
+    /// Replication drives the high watermark (`true`) or writes do.
+    SetReplicated(bool),
+    /// Advance the high watermark to `hw + (end - hw) * fraction` (+1 past the end).
+    AdvanceHw {
+        fraction: f64,
+        past_end: bool,
+    },
+    CheckpointHw,
+    /// Empty the log and restart it at `end + delta` (may be below the start).
+    TruncateFully {
+        delta: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +62,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..40_000).prop_map(|bytes| Op::Retention { bytes }),
         1 => (0.0f64..1.0).prop_map(|fraction| Op::DeleteRecords { fraction }),
         1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
+        1 => any::<bool>().prop_map(Op::SetReplicated),
+        2 => (0.0f64..1.0, prop::bool::weighted(0.2))
+            .prop_map(|(fraction, past_end)| Op::AdvanceHw { fraction, past_end }),
+        1 => Just(Op::CheckpointHw),
+        1 => (-30i64..30).prop_map(|delta| Op::TruncateFully { delta }),
     ]
 }
 
@@ -64,12 +81,17 @@ fn config() -> LogConfig {
     }
 }
 
-/// The model: batches as stored, and the log start offset.
+/// The model: batches as stored, the log start offset, and the high watermark with
+/// its mode and checkpoint.
 #[derive(Default)]
 struct Model {
     batches: Vec<Vec<u8>>,
     log_start: i64,
     end: i64,
+    hw: i64,
+    replicated: bool,
+    /// Contents of the high-watermark checkpoint file, if there is one.
+    hw_checkpoint: Option<i64>,
 }
 
 impl Model {
@@ -94,6 +116,26 @@ impl Model {
     fn pick(&self, fraction: f64) -> i64 {
         self.log_start + ((self.end - self.log_start) as f64 * fraction) as i64
     }
+
+    /// After an append or a switch out of replication.
+    fn written(&mut self) {
+        if !self.replicated {
+            self.hw = self.end;
+        }
+    }
+
+    /// What `checkpoint_high_watermark` (and `close`) leave on disk.
+    fn checkpoint(&mut self) {
+        self.hw_checkpoint = self.replicated.then_some(self.hw);
+    }
+
+    /// What `open` recovers.
+    fn reopen(&mut self) {
+        self.replicated = self.hw_checkpoint.is_some();
+        self.hw = self
+            .hw_checkpoint
+            .map_or(self.end, |hw| hw.clamp(self.log_start, self.end));
+    }
 }
 
 /// A compact, comparable summary of a record set: `(base, last, size, crc)` per batch.
@@ -111,7 +153,10 @@ fn summary(bytes: &[u8]) -> Vec<(i64, i64, usize, u32)> {
 
 async fn check_state(log: &PartitionLog, model: &Model) {
     assert_eq!(log.log_end_offset(), model.end, "log end");
-    assert_eq!(log.high_watermark(), model.end, "high watermark");
+    assert_eq!(log.written_offset(), model.end, "written offset");
+    assert_eq!(log.high_watermark(), model.hw, "high watermark");
+    assert_eq!(log.is_replicated(), model.replicated, "replicated");
+    assert!(model.log_start <= model.hw && model.hw <= model.end);
     assert_eq!(log.log_start_offset(), model.log_start, "log start");
     assert_eq!(log.size_bytes(), model.size_bytes(), "size");
     // The whole log, read in modest steps from the log start, is the model from the
@@ -151,6 +196,7 @@ async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
                 assert_eq!((info.base_offset, info.last_offset), (model.end, next - 1));
                 model.batches.extend(stored);
                 model.end = next;
+                model.written();
             }
             Op::Read {
                 fraction,
@@ -193,6 +239,7 @@ async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
                             None => first_base.unwrap_or(model.end),
                         };
                         model.log_start = model.log_start.min(model.end);
+                        model.hw = model.hw.min(model.end);
                     }
                 }
             }
@@ -200,6 +247,8 @@ async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
             Op::Retention { bytes } => {
                 // Retention settings are the log's config: reopen with them (clean).
                 log.close().await.unwrap();
+                model.checkpoint();
+                model.reopen();
                 let cfg = LogConfig {
                     retention_bytes: Some(bytes),
                     ..config()
@@ -210,6 +259,7 @@ async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
                 assert_eq!(log.segment_count(), before - deleted);
                 let start = log.log_start_offset();
                 assert!(start >= model.log_start);
+                assert!(start <= model.hw, "retention keeps what is not committed");
                 model.log_start = start;
                 let first_kept = log.segment_base_offsets()[0];
                 model
@@ -219,7 +269,13 @@ async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
                 log = PartitionLog::open(dir.clone(), config()).await.unwrap();
             }
             Op::DeleteRecords { fraction } => {
-                let offset = model.pick(fraction);
+                // Up to the high watermark.
+                let offset =
+                    model.log_start + ((model.hw - model.log_start) as f64 * fraction) as i64;
+                if model.hw < model.end {
+                    let r = log.delete_records_before(model.hw + 1).await;
+                    assert!(matches!(r, Err(LogError::OffsetOutOfRange { .. })), "{r:?}");
+                }
                 let start = log.delete_records_before(offset).await.unwrap();
                 assert_eq!(start, offset.max(model.log_start));
                 model.log_start = start;
@@ -233,9 +289,41 @@ async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
             Op::Restart { clean } => {
                 if clean {
                     log.close().await.unwrap();
+                    model.checkpoint();
                 }
                 drop(log);
                 log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+                model.reopen();
+            }
+            Op::SetReplicated(replicated) => {
+                let newly = replicated && !model.replicated;
+                log.set_replicated(replicated);
+                model.replicated = replicated;
+                model.written();
+                if newly {
+                    model.checkpoint();
+                }
+            }
+            Op::AdvanceHw { fraction, past_end } => {
+                let target = if past_end {
+                    model.end + 1
+                } else {
+                    model.hw + ((model.end - model.hw) as f64 * fraction) as i64
+                };
+                let hw = log.advance_high_watermark(target);
+                model.hw = model.hw.max(target.min(model.end));
+                assert_eq!(hw, model.hw);
+            }
+            Op::CheckpointHw => {
+                log.checkpoint_high_watermark().unwrap();
+                model.checkpoint();
+            }
+            Op::TruncateFully { delta } => {
+                let offset = (model.end + delta).max(0);
+                log.truncate_fully_and_start_at(offset).await.unwrap();
+                model.batches.clear();
+                (model.log_start, model.end, model.hw) = (offset, offset, offset);
+                model.checkpoint();
             }
         }
         check_state(&log, &model).await;
