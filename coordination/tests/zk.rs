@@ -662,7 +662,12 @@ fn delete_topic() {
 fn start_up_errors() {
     let cluster = Cluster::start(1, |_| {});
     let dir = tempfile::tempdir().unwrap();
-    let same_id = config(&cluster.zookeeper, 1, dir.path());
+    // A live broker's id: refused once a session timeout has passed without the
+    // registration vanishing (it could have been a crashed session's leftover).
+    let same_id = BrokerConfig {
+        zookeeper_session_timeout_ms: 1_000,
+        ..config(&cluster.zookeeper, 1, dir.path())
+    };
     let error = start(&same_id, endpoint(1), 1).unwrap_err();
     assert!(
         matches!(error, CoordinationError::BrokerIdInUse(1)),

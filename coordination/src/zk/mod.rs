@@ -287,15 +287,7 @@ impl Session {
             .first()
             .expect("BrokerConfig always has at least one log dir");
         crate::store::check_meta_properties(dir, config.broker_id, &cluster_id)?;
-        let path = znodes::broker_path(config.broker_id);
-        let registration = znodes::encode(&znodes::BrokerZnode::new(advertised, now_ms()));
-        match client.create(&path, &registration, &EPHEMERAL).await {
-            Ok(_) => {}
-            Err(zookeeper_client::Error::NodeExists) => {
-                return Err(CoordinationError::BrokerIdInUse(config.broker_id))
-            }
-            Err(source) => return Err(CoordinationError::ZooKeeper { path, source }),
-        }
+        Self::register(&client, config.broker_id, advertised).await?;
         tracing::info!(
             broker = config.broker_id,
             %cluster_id,
@@ -307,6 +299,43 @@ impl Session {
             watcher,
             cluster_id,
         })
+    }
+
+    /// Creates this broker's ephemeral registration. If the znode exists, it may be
+    /// the leftover of this broker's previous, crashed session: wait (watching it) up
+    /// to one session timeout for it to vanish before calling the id taken.
+    async fn register(
+        client: &Client,
+        broker_id: i32,
+        advertised: &BrokerEndpoint,
+    ) -> Result<(), CoordinationError> {
+        let path = znodes::broker_path(broker_id);
+        let deadline = Instant::now() + client.session_timeout() + RETRY_BACKOFF;
+        loop {
+            let registration = znodes::encode(&znodes::BrokerZnode::new(advertised, now_ms()));
+            match client.create(&path, &registration, &EPHEMERAL).await {
+                Ok(_) => return Ok(()),
+                Err(zookeeper_client::Error::NodeExists) => {}
+                Err(source) => return Err(CoordinationError::ZooKeeper { path, source }),
+            }
+            let (stat, watcher) = client
+                .check_and_watch_stat(&path)
+                .await
+                .map_err(zk_error(&path))?;
+            if stat.is_none() {
+                continue;
+            }
+            tracing::info!(
+                broker = broker_id,
+                "broker id registered by another session; waiting for it to expire"
+            );
+            if tokio::time::timeout_at(deadline, watcher.changed())
+                .await
+                .is_err()
+            {
+                return Err(CoordinationError::BrokerIdInUse(broker_id));
+            }
+        }
     }
 
     /// `/cluster/id`, created with a new id by the first broker of a cluster.
@@ -365,12 +394,14 @@ struct ControllerTerm {
     epoch_zk_version: i32,
 }
 
+/// Called with the applied snapshot and whether the deadline has passed; answers the
+/// request and returns true when done.
+type WaitCheck = Box<dyn FnMut(&MetadataSnapshot, bool) -> bool>;
+
 /// A request answered once the applied snapshot shows its outcome, or at `deadline`.
 struct Waiter {
     deadline: Instant,
-    /// Called with the applied snapshot and whether the deadline has passed; answers
-    /// and returns true when done.
-    check: Box<dyn FnMut(&MetadataSnapshot, bool) -> bool>,
+    check: WaitCheck,
 }
 
 /// The control thread's state. Lives on the control thread only.
@@ -906,7 +937,7 @@ impl ZkControl {
     }
 
     /// Registers a waiter and checks it against the applied snapshot at once.
-    fn wait_for(&mut self, check: Box<dyn FnMut(&MetadataSnapshot, bool) -> bool>) {
+    fn wait_for(&mut self, check: WaitCheck) {
         self.waiters.push(Waiter {
             deadline: Instant::now() + REQUEST_WAIT,
             check,
