@@ -53,7 +53,8 @@
 //!    `<name>`, fsync the directory.
 //! 5. The leader-epoch checkpoint is written before the first batch of a new epoch is
 //!    copied into the log, so it never lags the data.
-//! 6. The high-watermark checkpoint is written periodically by the replication layer
+//! 6. The high-watermark checkpoint is written when the log becomes replicated,
+//!    periodically by the replication layer
 //!    ([`PartitionLog::checkpoint_high_watermark`]) and at close; it may lag the
 //!    high watermark (recovery only ever lowers what consumers see, never raises it
 //!    past the data) and is removed when the log stops being replicated.
