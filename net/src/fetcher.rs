@@ -958,3 +958,432 @@ impl Connection {
             .map_err(|e| FetchError::Codec(format!("{key:?} v{version} response: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::messages::offset_for_leader_epoch_response::{
+        EpochEndOffset, OffsetForLeaderTopicResult,
+    };
+    use sluice_coordination::BrokerEndpoint;
+    use sluice_core::config::LogConfig;
+    use sluice_log::testing::make_batch;
+    use sluice_rt::exec::spawn;
+    use sluice_rt::net::TcpListener;
+
+    use crate::handlers::offset_for_leader_epoch::epoch_end_offset;
+
+    /// `end_offset_for_epoch` of a follower whose epochs are `(epoch, start)` pairs and
+    /// whose log ends at `log_end_offset`.
+    fn follower_end_for(
+        epochs: &[(i32, i64)],
+        log_end_offset: i64,
+        epoch: i32,
+    ) -> Option<(i32, i64)> {
+        let i = epochs.partition_point(|&(e, _)| e <= epoch);
+        (i > 0).then(|| {
+            let end = epochs.get(i).map_or(log_end_offset, |&(_, s)| s);
+            (epochs[i - 1].0, end)
+        })
+    }
+
+    #[test]
+    fn truncation_point_follows_kafka() {
+        // Follower: epoch 1 from 0, epoch 2 from 10, epoch 4 from 20; log end 30, HW 15.
+        let epochs = [(1, 0), (2, 10), (4, 20)];
+        let decide = |leader_epoch, leader_end| {
+            truncation_offset(
+                leader_epoch,
+                leader_end,
+                |e| follower_end_for(&epochs, 30, e),
+                30,
+                15,
+            )
+        };
+        let done = |offset| Truncation {
+            offset,
+            again: false,
+        };
+        // Same latest epoch: the shorter copy wins.
+        assert_eq!(decide(4, 25), done(25));
+        assert_eq!(decide(4, 40), done(30));
+        // The leader's largest epoch <= ours is one we also have: where ours ends, or
+        // the leader's if earlier.
+        assert_eq!(decide(2, 18), done(18));
+        assert_eq!(decide(2, 25), done(20));
+        assert_eq!(decide(2, 9), done(9));
+        // An epoch we never had (3): cut to the end of our largest below it, ask again.
+        assert_eq!(
+            decide(3, 25),
+            Truncation {
+                offset: 20,
+                again: true
+            }
+        );
+        // Older than every epoch of ours: the leader's end.
+        assert_eq!(decide(0, 5), done(5));
+        // The leader knows nothing: our high watermark.
+        assert_eq!(decide(-1, -1), done(15));
+        assert_eq!(decide(4, -1), done(15));
+        // An answer without an epoch (old protocol): the leader's end.
+        assert_eq!(decide(-1, 12), done(12));
+    }
+
+    #[test]
+    fn requests_carry_the_follower_settings_and_round_trip() {
+        let config = BrokerConfig {
+            broker_id: 7,
+            replica_fetch_max_bytes: 1234,
+            replica_fetch_response_max_bytes: 56789,
+            replica_fetch_wait_max_ms: 321,
+            replica_fetch_min_bytes: 9,
+            ..BrokerConfig::default()
+        };
+        let (a0, a1, b0) = (
+            TopicPartition::new("a", 0),
+            TopicPartition::new("a", 1),
+            TopicPartition::new("b", 0),
+        );
+        let request = fetch_request_for(
+            &config,
+            [(&a0, 3, 100, 0), (&a1, 3, 7, 5), (&b0, 1, 0, 0)].into_iter(),
+        );
+        let frame = encode_request(
+            ApiKey::Fetch,
+            FETCH_VERSION,
+            42,
+            "sluice-replica-7-0",
+            &request,
+        )
+        .unwrap();
+        let mut body = frame.slice(4..);
+        assert_eq!(
+            i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
+            body.len()
+        );
+        let header = RequestHeader::decode(
+            &mut body,
+            ApiKey::Fetch.request_header_version(FETCH_VERSION),
+        )
+        .unwrap();
+        assert_eq!(header.request_api_key, ApiKey::Fetch as i16);
+        assert_eq!(header.request_api_version, FETCH_VERSION);
+        assert_eq!(header.correlation_id, 42);
+        assert_eq!(header.client_id.as_deref(), Some("sluice-replica-7-0"));
+        let decoded = FetchRequest::decode(&mut body, FETCH_VERSION).unwrap();
+        assert!(body.is_empty());
+        assert_eq!(decoded, request);
+        assert_eq!(decoded.replica_id.0, 7);
+        assert_eq!(
+            (decoded.max_wait_ms, decoded.min_bytes, decoded.max_bytes),
+            (321, 9, 56789)
+        );
+        assert_eq!((decoded.session_id, decoded.session_epoch), (0, -1));
+        let names: Vec<&str> = decoded.topics.iter().map(|t| t.topic.0.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let a = &decoded.topics[0].partitions;
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            (a[1].partition, a[1].current_leader_epoch, a[1].fetch_offset),
+            (1, 3, 7)
+        );
+        assert_eq!((a[1].log_start_offset, a[1].partition_max_bytes), (5, 1234));
+        assert_eq!(a[1].last_fetched_epoch, -1);
+
+        let request = offset_for_leader_epoch_request(7, [(&a0, 3, 2), (&b0, 1, 1)].into_iter());
+        let frame = encode_request(
+            ApiKey::OffsetForLeaderEpoch,
+            OFFSET_FOR_LEADER_EPOCH_VERSION,
+            1,
+            "x",
+            &request,
+        )
+        .unwrap();
+        let mut body = frame.slice(4..);
+        RequestHeader::decode(
+            &mut body,
+            ApiKey::OffsetForLeaderEpoch.request_header_version(OFFSET_FOR_LEADER_EPOCH_VERSION),
+        )
+        .unwrap();
+        let decoded =
+            OffsetForLeaderEpochRequest::decode(&mut body, OFFSET_FOR_LEADER_EPOCH_VERSION)
+                .unwrap();
+        assert_eq!(decoded.replica_id.0, 7);
+        assert_eq!(decoded.topics.len(), 2);
+        let p = &decoded.topics[0].partitions[0];
+        assert_eq!(
+            (p.partition, p.current_leader_epoch, p.leader_epoch),
+            (0, 3, 2)
+        );
+    }
+
+    #[test]
+    fn only_whole_batches_are_appended() {
+        let mut records = make_batch(2, 50, None);
+        let first = records.len();
+        records.extend_from_slice(&make_batch(3, 50, None));
+        assert_eq!(whole_batches(&records).len(), records.len());
+        assert_eq!(whole_batches(&records[..records.len() - 1]).len(), first);
+        assert_eq!(whole_batches(&records[..first + 20]).len(), first);
+        assert!(whole_batches(&records[..first - 1]).is_empty());
+        assert!(whole_batches(&[]).is_empty());
+    }
+
+    /// A leader that serves OffsetForLeaderEpoch and Fetch for one partition `t-0` from
+    /// `log`, at leader epoch `epoch`, to connections on `listener`.
+    async fn serve_leader(listener: TcpListener, log: Rc<PartitionLog>, epoch: Rc<Cell<i32>>) {
+        loop {
+            let Ok(mut stream) = listener.accept().await else {
+                return;
+            };
+            let (log, epoch) = (log.clone(), epoch.clone());
+            spawn_detached(async move {
+                let mut frames = FrameReader::new(1 << 20);
+                while let Ok(Some(mut frame)) = frames.next_frame(&mut stream).await {
+                    let key = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).unwrap();
+                    let version = i16::from_be_bytes([frame[2], frame[3]]);
+                    let header =
+                        RequestHeader::decode(&mut frame, key.request_header_version(version))
+                            .unwrap();
+                    let mut out = BytesMut::new();
+                    out.put_i32(0);
+                    ResponseHeader::default()
+                        .with_correlation_id(header.correlation_id)
+                        .encode(&mut out, key.response_header_version(version))
+                        .unwrap();
+                    match key {
+                        ApiKey::OffsetForLeaderEpoch => {
+                            let request =
+                                OffsetForLeaderEpochRequest::decode(&mut frame, version).unwrap();
+                            let p = &request.topics[0].partitions[0];
+                            let mut answer = EpochEndOffset::default().with_partition(0);
+                            match epoch_end_offset(
+                                &log,
+                                epoch.get(),
+                                p.current_leader_epoch,
+                                p.leader_epoch,
+                            ) {
+                                Ok((e, end)) => {
+                                    answer.leader_epoch = e;
+                                    answer.end_offset = end;
+                                }
+                                Err(code) => answer.error_code = code.code(),
+                            }
+                            OffsetForLeaderEpochResponse::default()
+                                .with_topics(vec![OffsetForLeaderTopicResult::default()
+                                    .with_topic(topic_name("t"))
+                                    .with_partitions(vec![answer])])
+                                .encode(&mut out, version)
+                                .unwrap();
+                        }
+                        ApiKey::Fetch => {
+                            let request = FetchRequest::decode(&mut frame, version).unwrap();
+                            let p = &request.topics[0].partitions[0];
+                            let fenced = match p.current_leader_epoch.cmp(&epoch.get()) {
+                                std::cmp::Ordering::Less => Some(ErrorCode::FencedLeaderEpoch),
+                                std::cmp::Ordering::Greater => Some(ErrorCode::UnknownLeaderEpoch),
+                                std::cmp::Ordering::Equal => None,
+                            };
+                            if fenced.is_none() && p.fetch_offset >= log.log_end_offset() {
+                                let wait = Duration::from_millis(request.max_wait_ms as u64);
+                                let _ = timeout(wait, log.notify().listen()).await;
+                            }
+                            let mut data = PartitionData::default()
+                                .with_partition_index(0)
+                                .with_high_watermark(log.high_watermark())
+                                .with_log_start_offset(log.log_start_offset());
+                            let max_bytes = p.partition_max_bytes as usize;
+                            let read = match fenced {
+                                Some(code) => Err(code),
+                                None => log
+                                    .read(p.fetch_offset, max_bytes, i64::MAX, true)
+                                    .await
+                                    .map_err(|e| e.error_code()),
+                            };
+                            match read {
+                                Ok(records) => data.records = Some(records),
+                                Err(code) => data.error_code = code.code(),
+                            }
+                            FetchResponse::default()
+                                .with_responses(vec![FetchableTopicResponse::default()
+                                    .with_topic(topic_name("t"))
+                                    .with_partitions(vec![data])])
+                                .encode(&mut out, version)
+                                .unwrap();
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                    let size = (out.len() - 4) as i32;
+                    out[..4].copy_from_slice(&size.to_be_bytes());
+                    if stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Waits (bounded) until the follower's high watermark reaches `offset`.
+    async fn wait_for_high_watermark(log: &PartitionLog, offset: i64) {
+        let reached = timeout(Duration::from_secs(20), async {
+            loop {
+                let listener = log.notify().listen();
+                if log.high_watermark() >= offset {
+                    return;
+                }
+                listener.await;
+            }
+        })
+        .await;
+        assert!(
+            reached.is_some(),
+            "high watermark {} never reached {offset} (log end {})",
+            log.high_watermark(),
+            log.log_end_offset()
+        );
+    }
+
+    fn follower_config() -> Arc<BrokerConfig> {
+        Arc::new(BrokerConfig {
+            broker_id: 2,
+            replica_fetch_wait_max_ms: 100,
+            replica_fetch_backoff_ms: 20,
+            ..BrokerConfig::default()
+        })
+    }
+
+    fn snapshot_with_leader(port: u16) -> Arc<MetadataSnapshot> {
+        Arc::new(MetadataSnapshot::new(
+            1,
+            "cluster".into(),
+            1,
+            vec![BrokerEndpoint {
+                id: 1,
+                host: "127.0.0.1".into(),
+                port,
+                rack: None,
+            }],
+            BTreeMap::new(),
+        ))
+    }
+
+    async fn open(dir: &std::path::Path, name: &str) -> Rc<PartitionLog> {
+        PartitionLog::open(dir.join(name), LogConfig::default())
+            .await
+            .unwrap()
+    }
+
+    #[test]
+    fn follower_cuts_its_divergent_tail_then_catches_up_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        sluice_rt::exec::block_on(async move {
+            // Leader: epoch 1 at 0-2, epoch 3 at 3-4.
+            let leader = open(&path, "leader").await;
+            leader.append(&make_batch(3, 40, None), 1, 0).await.unwrap();
+            // Follower: the same epoch-1 batch, then a tail of epoch 2 the leader never had.
+            // Its high watermark stays at the shared part.
+            let follower = open(&path, "follower").await;
+            follower.set_replicated(true);
+            let shared = leader.read(0, 1 << 20, i64::MAX, true).await.unwrap();
+            follower.append_replicated(&shared).await.unwrap();
+            follower
+                .append(&make_batch(1, 40, None), 2, 0)
+                .await
+                .unwrap();
+            follower.advance_high_watermark(3);
+            leader.append(&make_batch(2, 40, None), 3, 0).await.unwrap();
+            assert_eq!(follower.leader_epochs(), vec![(1, 0), (2, 3)]);
+            // Shorter than the leader's log: only the epochs tell the tail diverges.
+            assert_eq!(follower.log_end_offset(), 4);
+            assert_eq!(follower.high_watermark(), 3);
+
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let leader_epoch = Rc::new(Cell::new(3));
+            let _leader_task = spawn(serve_leader(listener, leader.clone(), leader_epoch.clone()));
+
+            let fetchers = Fetchers::new(follower_config(), 0);
+            let tp = TopicPartition::new("t", 0);
+            let followed = |log: &Rc<PartitionLog>, leader_epoch| {
+                vec![FollowedPartition {
+                    tp: tp.clone(),
+                    leader: 1,
+                    leader_epoch,
+                    log: log.clone(),
+                }]
+            };
+            let snapshot = snapshot_with_leader(port);
+            fetchers.update(&snapshot, followed(&follower, 3));
+            wait_for_high_watermark(&follower, 5).await;
+            assert_eq!(follower.log_end_offset(), 5);
+            assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+            let all = |log: Rc<PartitionLog>| async move {
+                log.read(0, 1 << 20, i64::MAX, true).await.unwrap()
+            };
+            assert_eq!(all(follower.clone()).await, all(leader.clone()).await);
+
+            // Later appends flow while the partition stays followed.
+            leader.append(&make_batch(5, 40, None), 3, 0).await.unwrap();
+            wait_for_high_watermark(&follower, 10).await;
+            assert_eq!(all(follower.clone()).await, all(leader.clone()).await);
+
+            // A new leader epoch fences fetches at the old one until the update that
+            // brings it; then the follower checks its tail again and goes on.
+            leader_epoch.set(4);
+            leader.append(&make_batch(2, 40, None), 4, 0).await.unwrap();
+            fetchers.update(&snapshot, followed(&follower, 4));
+            wait_for_high_watermark(&follower, 12).await;
+            assert_eq!(follower.leader_epochs(), vec![(1, 0), (3, 3), (4, 10)]);
+            assert_eq!(all(follower.clone()).await, all(leader.clone()).await);
+
+            fetchers.shutdown();
+            follower.close().await.unwrap();
+            leader.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn follower_behind_the_leaders_log_start_starts_over_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        sluice_rt::exec::block_on(async move {
+            let leader = open(&path, "leader").await;
+            for _ in 0..3 {
+                leader.append(&make_batch(2, 40, None), 1, 0).await.unwrap();
+            }
+            assert_eq!(leader.delete_records_before(4).await.unwrap(), 4);
+            let follower = open(&path, "follower").await;
+            follower.set_replicated(true);
+
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let _leader_task = spawn(serve_leader(
+                listener,
+                leader.clone(),
+                Rc::new(Cell::new(1)),
+            ));
+            let fetchers = Fetchers::new(follower_config(), 0);
+            fetchers.update(
+                &snapshot_with_leader(port),
+                vec![FollowedPartition {
+                    tp: TopicPartition::new("t", 0),
+                    leader: 1,
+                    leader_epoch: 1,
+                    log: follower.clone(),
+                }],
+            );
+            wait_for_high_watermark(&follower, 6).await;
+            assert_eq!(follower.log_start_offset(), 4);
+            assert_eq!(follower.log_end_offset(), 6);
+            assert_eq!(
+                follower.read(4, 1 << 20, i64::MAX, true).await.unwrap(),
+                leader.read(4, 1 << 20, i64::MAX, true).await.unwrap()
+            );
+            fetchers.shutdown();
+            follower.close().await.unwrap();
+            leader.close().await.unwrap();
+        });
+    }
+}
