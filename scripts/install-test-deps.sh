@@ -14,6 +14,8 @@ apt_missing=()
 command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
 # ZooKeeper is used by the cluster tests (tests/e2e and tests/*.rs start their own).
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || apt_missing+=(zookeeper)
+# ZooKeeper runs on Java (the zookeeper package pulls in default-jre; be explicit).
+command -v java >/dev/null 2>&1 || apt_missing+=(default-jre-headless)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "apt: installing ${apt_missing[*]}"
     $SUDO apt-get update -qq

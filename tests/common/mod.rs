@@ -3,8 +3,11 @@
 //!
 //! Everything here runs on the test's own thread over `std::net::TcpStream`; nothing
 //! touches glommio. Each integration test file includes this module with `mod common;`,
-//! so not every helper is used by every file.
+//! so not every helper is used by every file. `cluster` adds a real ZooKeeper, a
+//! cluster of brokers and a failover-aware client for `tests/cluster.rs`.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -66,24 +69,47 @@ impl Broker {
     /// Starts the broker on `127.0.0.1:0` with `log.dirs = data_dir` plus the given
     /// `--override key=value` pairs, and waits for its ready line.
     pub fn start(data_dir: &Path, overrides: &[(&str, &str)]) -> Result<Broker> {
+        // Two shards even on a 2-core machine, so cross-shard routing is exercised.
+        Broker::start_with(data_dir, overrides, 0, 2, "sluice")
+    }
+
+    /// As [`Broker::start`], listening on `127.0.0.1:port` (0: a free port the broker
+    /// picks and reports in its ready line) with `cores` shards. Every line the broker
+    /// writes is echoed with `label` in front, so the output of several brokers can be
+    /// told apart.
+    pub fn start_with(
+        data_dir: &Path,
+        overrides: &[(&str, &str)],
+        port: u16,
+        cores: usize,
+        label: &str,
+    ) -> Result<Broker> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .arg("serve")
             .arg("--override")
-            .arg("listeners=PLAINTEXT://127.0.0.1:0")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
             .arg("--override")
             .arg(format!("log.dirs={}", data_dir.display()));
         for (key, value) in overrides {
             command.arg("--override").arg(format!("{key}={value}"));
         }
-        // Two shards even on a 2-core machine, so cross-shard routing is exercised.
-        command.arg("--cores").arg("2");
+        command.arg("--cores").arg(cores.to_string());
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         let mut child = command.spawn().context("spawning sluice")?;
         let stdout = child.stdout.take().context("child stdout")?;
+        let stderr = child.stderr.take().context("child stderr")?;
+        let stderr_label = label.to_owned();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{stderr_label}] {line}");
+            }
+        });
+        let label = label.to_owned();
 
         let (ready_tx, ready_rx) = mpsc::channel::<String>();
         // Reads the ready line, then keeps draining stdout so the broker never blocks on
@@ -97,7 +123,7 @@ impl Broker {
                         let _ = tx.send(line.clone());
                     }
                 }
-                println!("[sluice stdout] {line}");
+                println!("[{label} stdout] {line}");
             }
         });
 
