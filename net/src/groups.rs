@@ -1,13 +1,15 @@
 //! The group coordinator on the shards: routing a group request to the shard that owns
 //! the group's `__consumer_offsets` partition, loading that partition's groups when
-//! the shard opens it, appending the records the state machine asks for, delivering
-//! parked JoinGroup/SyncGroup answers, and the timer task.
+//! this broker becomes its leader (and unloading them when it stops leading it),
+//! appending the records the state machine asks for and acknowledging them once
+//! replicated, delivering parked JoinGroup/SyncGroup answers, and the timer task.
 //!
 //! One [`GroupShard`] per shard, holding the [`GroupCoordinator`] of the
-//! `__consumer_offsets` partitions that shard owns. It lives on its shard only; no
-//! `RefCell` borrow of it is held across an `.await`.
+//! `__consumer_offsets` partitions that shard owns and this broker leads: a group's
+//! coordinator is the leader of its partition; elsewhere it is NOT_COORDINATOR. It
+//! lives on its shard only; no `RefCell` borrow of it is held across an `.await`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::rc::Rc;
@@ -28,6 +30,7 @@ use sluice_rt::exec::spawn_detached;
 use sluice_rt::sync::{oneshot, Notify, Sender};
 use sluice_rt::time::{now_ms, sleep};
 
+use crate::replica::{await_high_watermark, Replication};
 use crate::shard::Shard;
 
 /// Longest the timer task sleeps without looking again.
@@ -36,6 +39,9 @@ const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
 const LOAD_READ_BYTES: usize = 1 << 20;
 /// `offsets.topic.segment.bytes` default.
 const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+/// Kafka's `offsets.commit.timeout.ms` default: how long a coordinator append may wait
+/// for the ISR to replicate it (COORDINATOR_NOT_AVAILABLE after).
+const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A shard's group coordinator state. Lives on its shard only.
 pub struct GroupShard {
@@ -46,6 +52,11 @@ pub struct GroupShard {
     timers_changed: Notify,
     /// Origin of the monotonic clock given to the state machine.
     epoch: Instant,
+    /// The load in progress of each partition being loaded, by id: a load task whose
+    /// id is no longer there stops (its partition was unloaded, and maybe loaded again,
+    /// meanwhile).
+    loads: RefCell<HashMap<i32, u64>>,
+    next_load: Cell<u64>,
 }
 
 impl GroupShard {
@@ -62,6 +73,8 @@ impl GroupShard {
             syncs: RefCell::new(HashMap::new()),
             timers_changed: Notify::new(),
             epoch: Instant::now(),
+            loads: RefCell::new(HashMap::new()),
+            next_load: Cell::new(0),
         })
     }
 
@@ -77,17 +90,27 @@ impl GroupShard {
         result
     }
 
-    /// Starts loading the groups of `__consumer_offsets` partition `partition`, just
-    /// opened on this shard. Until the load ends its groups answer
-    /// COORDINATOR_LOAD_IN_PROGRESS.
+    /// Starts loading the groups of `__consumer_offsets` partition `partition`, which
+    /// this broker now leads. Until the load ends its groups answer
+    /// COORDINATOR_LOAD_IN_PROGRESS. As in Kafka, the load reads the whole log, past the
+    /// high watermark: the new leader's log is the partition's from now on.
     pub fn start_load(self: &Rc<Self>, partition: i32, log: Rc<PartitionLog>) {
         self.coordinator.borrow_mut().begin_load(partition);
+        let load = self.next_load.get() + 1;
+        self.next_load.set(load);
+        self.loads.borrow_mut().insert(partition, load);
         let this = self.clone();
         spawn_detached(async move {
+            let current = || this.loads.borrow().get(&partition) == Some(&load);
             let mut offset = log.log_start_offset();
             let mut records = 0usize;
-            while offset < log.high_watermark() {
+            let end = log.written_offset();
+            while offset < end {
+                if !current() {
+                    return;
+                }
                 let bytes = match log.read(offset, LOAD_READ_BYTES, i64::MAX, true).await {
+                    Ok(_) if !current() => return,
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => break,
                     Err(e) => {
@@ -119,14 +142,19 @@ impl GroupShard {
                 }
                 sluice_rt::exec::yield_if_needed().await;
             }
+            if !current() {
+                return;
+            }
+            this.loads.borrow_mut().remove(&partition);
             this.coordinator.borrow_mut().finish_load(partition);
             this.timers_changed.notify(usize::MAX);
             tracing::debug!(partition, records, "loaded consumer groups");
         });
     }
 
-    /// This shard no longer owns `partition`.
+    /// This broker no longer leads `partition` (or no longer hosts it).
     pub fn unload(&self, partition: i32) {
+        self.loads.borrow_mut().remove(&partition);
         let effects = self.coordinator.borrow_mut().unload(partition);
         self.deliver(effects);
     }
@@ -226,7 +254,11 @@ impl GroupShard {
     }
 }
 
-/// Appends group records to their `__consumer_offsets` partitions on this shard.
+/// Appends group records to their `__consumer_offsets` partitions on this shard, which
+/// must lead them, and returns once the high watermark covers them (acks=all: every ISR
+/// member has them), as Kafka's coordinator does. Errors are what the group member
+/// sees: NOT_COORDINATOR when this broker does not lead the partition (any more),
+/// COORDINATOR_NOT_AVAILABLE when the ISR did not replicate the records in time.
 pub async fn append_records(
     shard: &Shard,
     records: Vec<(i32, GroupRecord)>,
@@ -239,28 +271,48 @@ pub async fn append_records(
         by_partition.entry(partition).or_default().push(record);
     }
     let mut result = Ok(());
+    let mut written = Vec::with_capacity(by_partition.len());
     for (partition, records) in by_partition {
         let tp = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition);
-        let Some(log) = shard.log(&tp) else {
+        let Some((replica, leader_epoch)) = shard
+            .replica(&tp)
+            .and_then(|r| r.leader_epoch().map(|epoch| (r, epoch)))
+        else {
             result = Err(ErrorCode::NotCoordinator);
             continue;
         };
         let now = now_ms();
         let appended = match records::encode_batch(&records, now) {
-            Ok(batch) => log.append(&batch, 0, now).await.map_err(|e| {
-                tracing::error!(partition = %tp, error = %e, "cannot append group records");
-                e.error_code()
-            }),
+            Ok(batch) => replica
+                .log
+                .append(&batch, leader_epoch, now)
+                .await
+                .map_err(|e| {
+                    tracing::error!(partition = %tp, error = %e, "cannot append group records");
+                    e.error_code()
+                }),
             Err(e) => {
                 tracing::error!(partition = %tp, error = %e, "cannot encode group records");
                 Err(ErrorCode::UnknownServerError)
             }
         };
-        if let Err(code) = appended {
-            result = Err(code);
+        match appended {
+            Ok(info) => written.push((replica, info.last_offset)),
+            Err(code) => result = Err(code),
         }
     }
     shard.appended().notify(usize::MAX);
+    let deadline = Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+    for (replica, last_offset) in written {
+        match await_high_watermark(shard, &replica, last_offset, deadline).await {
+            Replication::Covered { .. } => {}
+            Replication::NotLeader => result = Err(ErrorCode::NotCoordinator),
+            Replication::TimedOut => {
+                tracing::warn!(partition = %replica.tp, last_offset, "group records not replicated in time");
+                result = Err(ErrorCode::CoordinatorNotAvailable);
+            }
+        }
+    }
     result
 }
 

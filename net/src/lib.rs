@@ -14,10 +14,12 @@
 
 pub mod api;
 pub mod conn;
+pub mod fetcher;
 pub mod frame;
 pub mod groups;
 pub mod handlers;
 pub mod metrics;
+pub mod replica;
 pub mod server;
 pub mod shard;
 

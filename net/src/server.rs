@@ -58,7 +58,9 @@ pub async fn run_shard(ctx: ShardContext) {
     spawn_detached(shard.clone().serve_jobs(ctx.jobs));
     spawn_detached(follow_metadata(shard.clone(), ctx.metadata));
     spawn_detached(crate::groups::run_timers(shard.clone()));
+    spawn_detached(crate::replica::run_isr_shrink(shard.clone()));
     let maintenance = spawn(maintain_logs(shard.clone()));
+    let checkpoints = spawn(checkpoint_high_watermarks(shard.clone()));
 
     let listener = match TcpListener::bind((ctx.listen_host.as_str(), ctx.port)) {
         Ok(l) => l,
@@ -139,6 +141,7 @@ pub async fn run_shard(ctx: ShardContext) {
         );
     }
     drop(maintenance);
+    drop(checkpoints);
     drop(metrics_endpoint);
     // Every shard must be done with its connections before any closes its logs and
     // exits: a connection on another shard may still be waiting for a job run here,
@@ -157,6 +160,25 @@ async fn follow_metadata(shard: Rc<Shard>, updates: Receiver<SnapshotUpdate>) {
     while let Ok(update) = updates.recv().await {
         shard.apply_snapshot(update.snapshot).await;
         let _ = update.applied.send(()).await;
+    }
+}
+
+/// Writes every hosted log's high-watermark checkpoint each
+/// `replica.high.watermark.checkpoint.interval.ms` (closing a log writes it too).
+async fn checkpoint_high_watermarks(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(
+        shard
+            .config
+            .replica_high_watermark_checkpoint_interval_ms
+            .max(100),
+    );
+    loop {
+        sleep(interval).await;
+        for (tp, log) in shard.logs() {
+            if let Err(e) = log.checkpoint_high_watermark() {
+                tracing::error!(partition = %tp, error = %e, "cannot checkpoint high watermark");
+            }
+        }
     }
 }
 

@@ -1,6 +1,13 @@
 //! Fetch: read each partition on its owning shard, parking the request until
 //! `min_bytes` are available or `max_wait_ms` passes (long polling).
 //!
+//! Only a partition's leader serves it (others answer NOT_LEADER_OR_FOLLOWER), after
+//! checking the request's `current_leader_epoch` (v9+). Consumers (`replica_id` -1) read
+//! up to the high watermark. A follower broker (`replica_id` >= 0) reads everything the
+//! leader has written; the offset it fetches at is its log end offset, which the leader
+//! records ([`crate::replica::follower_fetched`]) to advance the high watermark and to
+//! grow the ISR.
+//!
 //! Limits follow Kafka (KIP-74): `partition_max_bytes` per partition and `max_bytes`
 //! per response are soft for the first partition with data, which gets at least one
 //! whole batch so a batch larger than the limits can never stall a consumer.
@@ -24,6 +31,7 @@ use sluice_rt::time::timeout;
 
 use super::gather;
 use crate::api::{Handler, RequestContext};
+use crate::replica::{self, check_leader_epoch};
 use crate::shard::Shard;
 
 pub struct Fetch;
@@ -48,6 +56,8 @@ impl Handler for Fetch {
             request.max_bytes as usize
         };
         let read_committed = request.isolation_level == READ_COMMITTED;
+        // A broker's follower fetcher names itself; consumers send -1.
+        let follower = (request.replica_id.0 >= 0).then_some(request.replica_id.0);
 
         // One slot per requested partition, in request order; known partitions are
         // grouped by owning shard.
@@ -76,6 +86,7 @@ impl Handler for Fetch {
                         tp: TopicPartition::new(name.clone(), p.partition),
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        current_leader_epoch: p.current_leader_epoch,
                     });
                 } else {
                     data.error_code = ErrorCode::UnknownTopicOrPartition.code();
@@ -105,6 +116,7 @@ impl Handler for Fetch {
                         parts.clone(),
                         max_bytes,
                         read_committed,
+                        follower,
                     ))
                 })
                 .collect();
@@ -120,7 +132,7 @@ impl Handler for Fetch {
                 fill(&mut responses, reads, max_bytes);
                 return Some(FetchResponse::default().with_responses(responses));
             }
-            wait_for_data(shard, &groups, deadline).await;
+            wait_for_data(shard, &groups, deadline, follower.is_some()).await;
         }
     }
 }
@@ -132,6 +144,8 @@ struct FetchPart {
     tp: TopicPartition,
     offset: i64,
     max_bytes: usize,
+    /// -1: not checked.
+    current_leader_epoch: i32,
 }
 
 /// What the owning shard read for one partition.
@@ -149,11 +163,12 @@ async fn read_on(
     parts: Rc<Vec<FetchPart>>,
     max_bytes: usize,
     read_committed: bool,
+    follower: Option<i32>,
 ) -> Vec<PartRead> {
     let owned: Vec<FetchPart> = parts.as_ref().clone();
     let result = shard
         .run_on(owner, move |s| {
-            read_local(s, owned, max_bytes, read_committed)
+            read_local(s, owned, max_bytes, read_committed, follower)
         })
         .await;
     result.unwrap_or_else(|_| {
@@ -170,34 +185,70 @@ async fn read_on(
     })
 }
 
-/// Reads this shard's parts in request order within one response budget.
+/// Reads this shard's parts in request order within one response budget; for a
+/// follower's fetch, records its progress on each partition.
 async fn read_local(
     shard: Rc<Shard>,
     parts: Vec<FetchPart>,
     max_bytes: usize,
     _read_committed: bool,
+    follower: Option<i32>,
 ) -> Vec<PartRead> {
     let mut budget = max_bytes;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
-        let Some(log) = shard.log(&part.tp) else {
-            out.push(PartRead {
-                slot: part.slot,
-                error: ErrorCode::NotLeaderOrFollower,
-                high_watermark: -1,
-                log_start_offset: -1,
-                records: Bytes::new(),
-            });
+        let failed = |error: ErrorCode| PartRead {
+            slot: part.slot,
+            error,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        };
+        let Some(replica) = shard.replica(&part.tp) else {
+            out.push(failed(ErrorCode::NotLeaderOrFollower));
             continue;
         };
-        // No transactions are stored, so the last stable offset is the high watermark
-        // and both isolation levels read up to it.
-        let high_watermark = log.high_watermark();
+        let Some(leader_epoch) = replica.leader_epoch() else {
+            out.push(failed(ErrorCode::NotLeaderOrFollower));
+            continue;
+        };
+        if let Err(error) = check_leader_epoch(part.current_leader_epoch, leader_epoch) {
+            out.push(failed(error));
+            continue;
+        }
+        let log = &replica.log;
         let limit = part.max_bytes.min(budget);
         let min_one = budget == max_bytes;
-        let (error, records) = match log.read(part.offset, limit, high_watermark, min_one).await {
-            Ok(records) => (ErrorCode::None, records),
-            Err(e) => (e.error_code(), Bytes::new()),
+        let (error, records, high_watermark) = match follower {
+            None => {
+                // No transactions are stored, so the last stable offset is the high
+                // watermark and both isolation levels read up to it.
+                let high_watermark = log.high_watermark();
+                match log.read(part.offset, limit, high_watermark, min_one).await {
+                    Ok(records) => (ErrorCode::None, records, high_watermark),
+                    Err(e) => (e.error_code(), Bytes::new(), high_watermark),
+                }
+            }
+            Some(follower) => {
+                let leader_end_offset = log.written_offset();
+                match log.read(part.offset, limit, i64::MAX, min_one).await {
+                    Ok(records) => {
+                        if replica::follower_fetched(
+                            &shard,
+                            &replica,
+                            follower,
+                            part.offset,
+                            leader_end_offset,
+                        ) {
+                            (ErrorCode::None, records, log.high_watermark())
+                        } else {
+                            tracing::warn!(partition = %part.tp, follower, "fetch from a broker that is not a replica");
+                            (ErrorCode::NotLeaderOrFollower, Bytes::new(), -1)
+                        }
+                    }
+                    Err(e) => (e.error_code(), Bytes::new(), log.high_watermark()),
+                }
+            }
         };
         budget = budget.saturating_sub(records.len());
         out.push(PartRead {
@@ -237,6 +288,7 @@ async fn wait_for_data(
     shard: &Rc<Shard>,
     groups: &[(ShardId, Rc<Vec<FetchPart>>)],
     deadline: Instant,
+    follower: bool,
 ) {
     let (woke_tx, woke_rx) = bounded::<()>(1);
     let waiters: Vec<_> = groups
@@ -248,7 +300,7 @@ async fn wait_for_data(
             let owner = *owner;
             spawn(async move {
                 let _ = shard
-                    .run_on(owner, move |s| wait_local(s, positions, deadline))
+                    .run_on(owner, move |s| wait_local(s, positions, deadline, follower))
                     .await;
                 let _ = woke_tx.try_send(());
             })
@@ -260,15 +312,26 @@ async fn wait_for_data(
     drop(waiters);
 }
 
-/// On the owning shard: returns once a partition's high watermark passes the fetch
-/// position, or at the deadline.
-async fn wait_local(shard: Rc<Shard>, positions: Vec<(TopicPartition, i64)>, deadline: Instant) {
+/// On the owning shard: returns once a partition has data past the fetch position
+/// (below the high watermark for a consumer, written for a follower), its leadership
+/// changed, or at the deadline.
+async fn wait_local(
+    shard: Rc<Shard>,
+    positions: Vec<(TopicPartition, i64)>,
+    deadline: Instant,
+    follower: bool,
+) {
     loop {
         let listener = shard.appended().listen();
         let ready = positions.iter().any(|(tp, offset)| {
-            shard
-                .log(tp)
-                .is_none_or(|log| log.high_watermark() > *offset)
+            shard.replica(tp).is_none_or(|replica| {
+                let readable = if follower {
+                    replica.log.written_offset()
+                } else {
+                    replica.log.high_watermark()
+                };
+                !replica.is_leader() || readable > *offset
+            })
         });
         if ready {
             return;

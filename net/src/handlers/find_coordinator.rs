@@ -1,12 +1,13 @@
-//! FindCoordinator: every group's coordinator is this broker (a single node leads
-//! every `__consumer_offsets` partition). Creates `__consumer_offsets` on first use,
-//! as Kafka does. Transactions are not implemented: their coordinator is never
-//! available.
+//! FindCoordinator: a group's coordinator is the leader of the group's
+//! `__consumer_offsets` partition (COORDINATOR_NOT_AVAILABLE while that partition has
+//! no live leader). Creates `__consumer_offsets` on first use, as Kafka does.
+//! Transactions are not implemented: their coordinator is never available.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use sluice_coordination::CONSUMER_OFFSETS_TOPIC;
 use sluice_core::ErrorCode;
 
 use super::{message, str_bytes};
@@ -82,9 +83,13 @@ async fn find(shard: &Shard, key: &str, key_type: i8) -> Result<(i32, String, u1
         return Err(ErrorCode::InvalidRequest);
     }
     ensure_offsets_topic(shard).await?;
+    let partition = shard.groups().with(|c| c.partition_for(key));
     let snapshot = shard.snapshot();
+    let leader = snapshot
+        .partition(CONSUMER_OFFSETS_TOPIC, partition)
+        .map_or(-1, |state| state.leader);
     let broker = snapshot
-        .broker(shard.config.broker_id)
+        .broker(leader)
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     Ok((broker.id, broker.host.clone(), broker.port))
 }

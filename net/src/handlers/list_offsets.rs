@@ -1,5 +1,7 @@
-//! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a timestamp,
-//! answered by the shard that owns each partition.
+//! ListOffsets: earliest (-2), latest (-1: the high watermark) or the first offset at or
+//! after a timestamp, answered by the shard that owns each partition, on the partition's
+//! leader only (NOT_LEADER_OR_FOLLOWER elsewhere), after checking the request's
+//! `current_leader_epoch` (v4+).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use sluice_rt::exec::spawn;
 
 use super::gather;
 use crate::api::{Handler, RequestContext};
+use crate::replica::check_leader_epoch;
 use crate::shard::Shard;
 
 pub struct ListOffsets;
@@ -58,6 +61,11 @@ impl Handler for ListOffsets {
                         slot,
                         tp: TopicPartition::new(name.clone(), p.partition_index),
                         timestamp: p.timestamp,
+                        current_leader_epoch: if ctx.api_version >= 4 {
+                            p.current_leader_epoch
+                        } else {
+                            -1
+                        },
                     });
                 } else {
                     response.error_code = ErrorCode::UnknownTopicOrPartition.code();
@@ -79,11 +87,15 @@ impl Handler for ListOffsets {
         for (slot, outcome) in gather(tasks).await.into_iter().flatten() {
             let response = &mut topics[slot.0].partitions[slot.1];
             match outcome {
-                Ok(Some((offset, timestamp))) => {
-                    response.offset = offset;
-                    response.timestamp = timestamp;
+                Ok((found, leader_epoch)) => {
+                    if ctx.api_version >= 4 {
+                        response.leader_epoch = leader_epoch;
+                    }
+                    if let Some((offset, timestamp)) = found {
+                        response.offset = offset;
+                        response.timestamp = timestamp;
+                    }
                 }
-                Ok(None) => {}
                 Err(code) => response.error_code = code.code(),
             }
         }
@@ -95,9 +107,12 @@ struct Lookup {
     slot: (usize, usize),
     tp: TopicPartition,
     timestamp: i64,
+    /// -1: not checked.
+    current_leader_epoch: i32,
 }
 
-type Found = ((usize, usize), Result<Option<(i64, i64)>, ErrorCode>);
+/// The (offset, timestamp) found if any, with the leader's current epoch.
+type Found = ((usize, usize), Result<(Option<(i64, i64)>, i32), ErrorCode>);
 
 async fn lookup_on(shard: Rc<Shard>, owner: ShardId, lookups: Vec<Lookup>) -> Vec<Found> {
     let slots: Vec<_> = lookups.iter().map(|l| l.slot).collect();
@@ -113,18 +128,36 @@ async fn lookup_on(shard: Rc<Shard>, owner: ShardId, lookups: Vec<Lookup>) -> Ve
 async fn lookup_local(shard: Rc<Shard>, lookups: Vec<Lookup>) -> Vec<Found> {
     let mut out = Vec::with_capacity(lookups.len());
     for lookup in lookups {
-        let outcome = match shard.log(&lookup.tp) {
+        let leading = shard.replica(&lookup.tp).and_then(|replica| {
+            replica
+                .leader_epoch()
+                .map(|epoch| (replica.log.clone(), epoch))
+        });
+        let outcome = match leading {
             None => Err(ErrorCode::NotLeaderOrFollower),
-            Some(log) => match lookup.timestamp {
-                EARLIEST => Ok(Some((log.log_start_offset(), -1))),
-                LATEST => Ok(Some((log.high_watermark(), -1))),
-                MAX_TIMESTAMP => log.max_timestamp().await.map_err(|e| e.error_code()),
-                ts if ts < 0 => Err(ErrorCode::InvalidRequest),
-                ts => log
-                    .offset_for_timestamp(ts)
-                    .await
-                    .map_err(|e| e.error_code()),
-            },
+            Some((log, leader_epoch)) => {
+                let found = match check_leader_epoch(lookup.current_leader_epoch, leader_epoch) {
+                    Err(code) => Err(code),
+                    Ok(()) => match lookup.timestamp {
+                        EARLIEST => Ok(Some((log.log_start_offset(), -1))),
+                        LATEST => Ok(Some((log.high_watermark(), -1))),
+                        MAX_TIMESTAMP => log.max_timestamp().await.map_err(|e| e.error_code()),
+                        ts if ts < 0 => Err(ErrorCode::InvalidRequest),
+                        ts => log
+                            .offset_for_timestamp(ts)
+                            .await
+                            .map_err(|e| e.error_code()),
+                    },
+                };
+                // A timestamp lookup finds only what consumers may read.
+                let high_watermark = log.high_watermark();
+                found.map(|found| {
+                    let visible = found.filter(|&(offset, _)| {
+                        offset < high_watermark || matches!(lookup.timestamp, EARLIEST | LATEST)
+                    });
+                    (visible, leader_epoch)
+                })
+            }
         };
         out.push((lookup.slot, outcome));
     }

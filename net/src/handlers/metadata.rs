@@ -1,5 +1,8 @@
-//! Metadata: brokers, controller, and topics with their partitions' leaders and ISR.
-//! Unknown topics named in the request are auto-created when allowed.
+//! Metadata: the live brokers, the controller, and topics with their partitions'
+//! leaders, leader epochs, replicas and ISR, from the shard's snapshot. A partition
+//! whose leader is not a live broker is LEADER_NOT_AVAILABLE (leader -1), as in Kafka;
+//! replicas on brokers that are not live are listed as offline. Unknown topics named in
+//! the request are auto-created when allowed.
 
 use std::sync::Arc;
 
@@ -8,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse};
 
-use sluice_coordination::{MetadataSnapshot, TopicMetadata};
+use sluice_coordination::{MetadataSnapshot, PartitionState, TopicMetadata};
 use sluice_core::ErrorCode;
 
 use super::{str_bytes, topic_name, topic_or_auto_create};
@@ -90,26 +93,101 @@ fn brokers(snapshot: &MetadataSnapshot) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-/// A topic as Metadata shows it. On a single node every replica is this broker, the
-/// leader, and in sync.
+/// A topic as Metadata shows it.
 fn describe_topic(
     snapshot: &MetadataSnapshot,
     topic: &Arc<TopicMetadata>,
 ) -> MetadataResponseTopic {
-    let broker = BrokerId(snapshot.controller_id);
     let partitions = (0..topic.partitions)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(broker)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![broker])
-                .with_isr_nodes(vec![broker])
-        })
+        .zip(&topic.partition_states)
+        .map(|(p, state)| describe_partition(snapshot, p, state))
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(uuid::Uuid::from_bytes(topic.id))
         .with_is_internal(topic.internal)
         .with_partitions(partitions)
+}
+
+fn describe_partition(
+    snapshot: &MetadataSnapshot,
+    partition: i32,
+    state: &PartitionState,
+) -> MetadataResponsePartition {
+    let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let live = |id: i32| snapshot.broker(id).is_some();
+    let (error, leader) = if state.leader >= 0 && live(state.leader) {
+        (ErrorCode::None, state.leader)
+    } else {
+        (ErrorCode::LeaderNotAvailable, -1)
+    };
+    let offline: Vec<i32> = state
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&r| !live(r))
+        .collect();
+    MetadataResponsePartition::default()
+        .with_error_code(error.code())
+        .with_partition_index(partition)
+        .with_leader_id(BrokerId(leader))
+        .with_leader_epoch(state.leader_epoch)
+        .with_replica_nodes(ids(&state.replicas))
+        .with_isr_nodes(ids(&state.isr))
+        .with_offline_replicas(ids(&offline))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_coordination::BrokerEndpoint;
+
+    use super::*;
+
+    fn snapshot(live: &[i32]) -> MetadataSnapshot {
+        let brokers = live
+            .iter()
+            .map(|&id| BrokerEndpoint {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9000 + id as u16,
+                rack: None,
+            })
+            .collect();
+        MetadataSnapshot::new(1, "c".into(), live[0], brokers, BTreeMap::new())
+    }
+
+    #[test]
+    fn partitions_show_their_state_and_offline_replicas() {
+        let state = PartitionState {
+            replicas: vec![1, 2, 3],
+            leader: 2,
+            leader_epoch: 7,
+            isr: vec![2, 1],
+            partition_epoch: 9,
+        };
+        let p = describe_partition(&snapshot(&[1, 2]), 4, &state);
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.partition_index, 4);
+        assert_eq!(p.leader_id, BrokerId(2));
+        assert_eq!(p.leader_epoch, 7);
+        assert_eq!(p.replica_nodes, vec![BrokerId(1), BrokerId(2), BrokerId(3)]);
+        assert_eq!(p.isr_nodes, vec![BrokerId(2), BrokerId(1)]);
+        assert_eq!(p.offline_replicas, vec![BrokerId(3)]);
+
+        // A leader that is not live, or none at all: LEADER_NOT_AVAILABLE, leader -1.
+        for leader in [3, -1] {
+            let p = describe_partition(
+                &snapshot(&[1, 2]),
+                0,
+                &PartitionState {
+                    leader,
+                    ..state.clone()
+                },
+            );
+            assert_eq!(p.error_code, ErrorCode::LeaderNotAvailable.code());
+            assert_eq!(p.leader_id, BrokerId(-1));
+        }
+    }
 }

@@ -2,8 +2,15 @@
 //!
 //! The request body stays raw: each partition's records are a slice of the request
 //! frame, handed to the owning shard's log, which validates the batch header and CRC
-//! and copies it once into its write buffer. acks=0 gets no response; acks=1 and
-//! acks=all (the ISR is this broker alone) are answered once the batch is written.
+//! and copies it once into its write buffer, stamped with the current leader epoch.
+//! Only the partition's leader appends (others answer NOT_LEADER_OR_FOLLOWER, or
+//! LEADER_NOT_AVAILABLE while it has none). acks=0 gets no response; acks=1 is answered
+//! once the batch is written; acks=all (-1) is refused with NOT_ENOUGH_REPLICAS when the
+//! ISR is smaller than `min.insync.replicas`, and otherwise answered once the high
+//! watermark covers the batch (every ISR member has it), or REQUEST_TIMED_OUT after the
+//! request's `timeout_ms`; NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
+//! `min.insync.replicas` meanwhile. On a single node the ISR is the leader alone and the
+//! high watermark follows the writes, so acks=all answers as acks=1 does.
 //!
 //! Produce is advertised from v0 because librdkafka turns compression off when the
 //! minimum advertised version is above 0 (as Kafka 4.0 does, KAFKA-18659); v0-2 are
@@ -11,6 +18,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -25,15 +33,13 @@ use sluice_rt::time::now_ms;
 
 use super::{gather, message, min_insync_replicas, topic_or_auto_create};
 use crate::api::{Handler, RequestContext};
+use crate::replica::{await_high_watermark, Replica, Replication, RoleView};
 use crate::shard::Shard;
 
 pub struct Produce;
 
 /// Lowest Produce version this broker serves (record format v2).
 const MIN_SERVED_VERSION: i16 = 3;
-
-/// Size of every partition's ISR on a single node: the leader itself.
-const IN_SYNC_REPLICAS: i32 = 1;
 
 impl Handler for Produce {
     type Request = ProduceRequest;
@@ -63,6 +69,7 @@ impl Handler for Produce {
 
     async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
         let acks = request.acks;
+        let timeout_ms = request.timeout_ms.max(0) as u64;
         let refuse_all = if ctx.api_version < MIN_SERVED_VERSION {
             Some(ErrorCode::UnsupportedVersion)
         } else if !matches!(acks, -1..=1) {
@@ -95,10 +102,11 @@ impl Handler for Produce {
                     Ok(t) if data.index < 0 || data.index >= t.partitions => {
                         Some(ErrorCode::UnknownTopicOrPartition)
                     }
-                    Ok(t) if acks == -1 && min_insync_replicas(shard, t) > IN_SYNC_REPLICAS => {
-                        Some(ErrorCode::NotEnoughReplicas)
-                    }
                     Ok(_) => None,
+                };
+                let min_insync = match &metadata {
+                    Ok(t) if acks == -1 => min_insync_replicas(shard, t).max(1) as usize,
+                    _ => 1,
                 };
                 let records = data.records.unwrap_or_default();
                 if error.is_none() && records.is_empty() {
@@ -114,6 +122,7 @@ impl Handler for Produce {
                         slot,
                         tp: TopicPartition::new(name.clone(), data.index),
                         records,
+                        min_insync,
                     });
                 }
             }
@@ -128,7 +137,15 @@ impl Handler for Produce {
             .into_iter()
             .enumerate()
             .filter(|(_, parts)| !parts.is_empty())
-            .map(|(owner, parts)| spawn(append_on(shard.clone(), owner, parts)))
+            .map(|(owner, parts)| {
+                spawn(append_on(
+                    shard.clone(),
+                    owner,
+                    parts,
+                    Acks::from(acks),
+                    timeout_ms,
+                ))
+            })
             .collect();
         for (slot, outcome) in gather(tasks).await.into_iter().flatten() {
             let response = &mut responses[slot.0].partition_responses[slot.1];
@@ -153,6 +170,27 @@ struct ProducePart {
     slot: (usize, usize),
     tp: TopicPartition,
     records: Bytes,
+    /// The topic's `min.insync.replicas` for acks=all (1 otherwise).
+    min_insync: usize,
+}
+
+/// What the producer waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acks {
+    /// acks=0 and acks=1: the leader's write.
+    Leader,
+    /// acks=-1: the high watermark (every ISR member).
+    All,
+}
+
+impl From<i16> for Acks {
+    fn from(acks: i16) -> Acks {
+        if acks == -1 {
+            Acks::All
+        } else {
+            Acks::Leader
+        }
+    }
 }
 
 type PartOutcome = ((usize, usize), Result<AppendInfo, (ErrorCode, String)>);
@@ -166,10 +204,18 @@ fn partition_response(index: i32, code: ErrorCode) -> PartitionProduceResponse {
         .with_log_start_offset(-1)
 }
 
-async fn append_on(shard: Rc<Shard>, owner: ShardId, parts: Vec<ProducePart>) -> Vec<PartOutcome> {
+async fn append_on(
+    shard: Rc<Shard>,
+    owner: ShardId,
+    parts: Vec<ProducePart>,
+    acks: Acks,
+    timeout_ms: u64,
+) -> Vec<PartOutcome> {
     let slots: Vec<_> = parts.iter().map(|p| p.slot).collect();
     match shard
-        .run_on(owner, move |owner_shard| append_local(owner_shard, parts))
+        .run_on(owner, move |owner_shard| {
+            append_local(owner_shard, parts, acks, timeout_ms)
+        })
         .await
     {
         Ok(outcomes) => outcomes,
@@ -186,31 +232,115 @@ async fn append_on(shard: Rc<Shard>, owner: ShardId, parts: Vec<ProducePart>) ->
 }
 
 /// Appends each part to its log on this (the owning) shard, concurrently across
-/// partitions, then wakes parked fetches.
-async fn append_local(shard: Rc<Shard>, parts: Vec<ProducePart>) -> Vec<PartOutcome> {
+/// partitions, wakes parked fetches (consumers on a single node, followers otherwise),
+/// then for acks=all waits for the high watermarks.
+async fn append_local(
+    shard: Rc<Shard>,
+    parts: Vec<ProducePart>,
+    acks: Acks,
+    timeout_ms: u64,
+) -> Vec<PartOutcome> {
     let now = now_ms();
     let tasks = parts
         .into_iter()
         .map(|part| {
-            let log = shard.log(&part.tp);
+            let leading = leader_of(&shard, &part.tp, acks, part.min_insync);
             spawn(async move {
-                let outcome = match log {
-                    None => Err((
-                        ErrorCode::NotLeaderOrFollower,
-                        format!("{} is not hosted here", part.tp),
-                    )),
-                    Some(log) => log
-                        .append(&part.records, 0, now)
+                let outcome = match leading {
+                    Err(refused) => Err(refused),
+                    Ok((replica, leader_epoch)) => replica
+                        .log
+                        .append(&part.records, leader_epoch, now)
                         .await
+                        .map(|info| (replica, info))
                         .map_err(|e| (e.error_code(), e.to_string())),
                 };
-                (part.slot, outcome)
+                (part.slot, part.min_insync, outcome)
             })
         })
         .collect();
-    let outcomes = gather(tasks).await;
+    let appended = gather(tasks).await;
     shard.appended().notify(usize::MAX);
-    outcomes
+    if acks == Acks::Leader {
+        return appended
+            .into_iter()
+            .map(|(slot, _, outcome)| (slot, outcome.map(|(_, info)| info)))
+            .collect();
+    }
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let waits = appended
+        .into_iter()
+        .map(|(slot, min_insync, outcome)| {
+            let shard = shard.clone();
+            spawn(async move {
+                let outcome = match outcome {
+                    Ok((replica, info)) => {
+                        match await_high_watermark(&shard, &replica, info.last_offset, deadline)
+                            .await
+                        {
+                            // As in Kafka, the ISR is checked once the batch is covered.
+                            Replication::Covered { isr_len } if isr_len < min_insync => Err((
+                                ErrorCode::NotEnoughReplicasAfterAppend,
+                                format!(
+                                    "the ISR of {} shrank to {isr_len}, fewer than min.insync.replicas {min_insync}",
+                                    replica.tp
+                                ),
+                            )),
+                            Replication::Covered { .. } => Ok(info),
+                            Replication::NotLeader => Err((
+                                ErrorCode::NotLeaderOrFollower,
+                                format!("this broker stopped leading {}", replica.tp),
+                            )),
+                            Replication::TimedOut => Err((
+                                ErrorCode::RequestTimedOut,
+                                format!("the ISR of {} did not replicate the batch in time", replica.tp),
+                            )),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                (slot, outcome)
+            })
+        })
+        .collect();
+    gather(waits).await
+}
+
+/// The replica of `tp` and its leader epoch if this broker leads it, or the error the
+/// producer gets: not the leader, or (acks=all) an ISR smaller than `min_insync`.
+fn leader_of(
+    shard: &Shard,
+    tp: &TopicPartition,
+    acks: Acks,
+    min_insync: usize,
+) -> Result<(Rc<Replica>, i32), (ErrorCode, String)> {
+    let Some(replica) = shard.replica(tp) else {
+        let leaderless = shard
+            .snapshot()
+            .partition(&tp.topic, tp.partition)
+            .is_some_and(|p| p.leader < 0);
+        return Err(if leaderless {
+            (ErrorCode::LeaderNotAvailable, format!("{tp} has no leader"))
+        } else {
+            (
+                ErrorCode::NotLeaderOrFollower,
+                format!("this broker is not the leader of {tp}"),
+            )
+        });
+    };
+    match replica.role() {
+        RoleView::Leader { isr_len, .. } if acks == Acks::All && isr_len < min_insync => Err((
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "the ISR of {tp} has {isr_len} replicas, fewer than min.insync.replicas {min_insync}"
+            ),
+        )),
+        RoleView::Leader { leader_epoch, .. } => Ok((replica, leader_epoch)),
+        role => Err((
+            role.not_leader_error(),
+            format!("this broker is not the leader of {tp}"),
+        )),
+    }
 }
 
 /// Encodes a Produce v0-2 response (the codec crate starts at v3). v0: per partition
