@@ -652,13 +652,17 @@ impl ClusterClient {
     fn on_broker<T>(
         &mut self,
         id: i32,
+        api: &str,
         request: impl FnOnce(&mut Connection) -> sluice_client::Result<T>,
     ) -> Result<T> {
-        let result = self.connection(id).and_then(|c| Ok(request(c)?));
+        let connection = self
+            .connection(id)
+            .with_context(|| format!("connecting to broker {id} for {api}"))?;
+        let result = request(connection);
         if result.is_err() {
             self.connections.remove(&id);
         }
-        result.with_context(|| format!("request to broker {id}"))
+        result.with_context(|| format!("{api} to broker {id}"))
     }
 
     /// CreateTopics sent to the controller (retrying while the controller moves);
@@ -699,7 +703,7 @@ impl ClusterClient {
                     .next()
                     .context("the metadata lists no broker")?
             };
-            let answer = self.on_broker(target, |c| c.send(&request));
+            let answer = self.on_broker(target, "CreateTopics", |c| c.send(&request));
             let error = match answer {
                 Ok((_, response)) => {
                     let result = response
@@ -754,7 +758,7 @@ impl ClusterClient {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(p)
                     .with_records(Some(batch))])]);
-        let (_, response) = self.on_broker(broker, |c| c.send(&request))?;
+        let (_, response) = self.on_broker(broker, "Produce", |c| c.send(&request))?;
         let answer = response
             .responses
             .first()
@@ -849,7 +853,7 @@ impl ClusterClient {
                     .with_log_start_offset(-1)
                     .with_partition_max_bytes(4 * 1024 * 1024)])]);
         let wait = Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0));
-        let (_, response) = self.on_broker(broker, |c| c.send_waiting(&request, wait))?;
+        let (_, response) = self.on_broker(broker, "Fetch", |c| c.send_waiting(&request, wait))?;
         ensure!(
             response.error_code == code::NONE,
             "Fetch from broker {broker}: error {}",
@@ -960,7 +964,7 @@ impl ClusterClient {
                     .with_partition_index(p)
                     .with_current_leader_epoch(-1)
                     .with_timestamp(super::LATEST_TIMESTAMP)])]);
-        let (_, response) = self.on_broker(broker, |c| c.send(&request))?;
+        let (_, response) = self.on_broker(broker, "ListOffsets", |c| c.send(&request))?;
         let answer = response
             .topics
             .first()
