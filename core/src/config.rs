@@ -181,10 +181,17 @@ pub struct LogConfig {
     pub unclean_leader_election_enable: bool,
     /// `compression.type`; stored, but only `producer` semantics are implemented.
     pub compression_type: CompressionType,
+    /// `log.cache.max.bytes` (broker only, not a topic config; Sluice's own key): the
+    /// byte budget of each shard's read cache of segment data, shared by all the
+    /// partitions the shard owns (written data and read-ahead, least recently used
+    /// evicted first). 0 turns the cache off.
+    pub cache_max_bytes: u64,
 }
 
 /// Default of [`LogConfig::preallocate_bytes`] when preallocation is on.
 pub const DEFAULT_PREALLOCATE_BYTES: u64 = 32 * 1024 * 1024;
+/// Default of [`LogConfig::cache_max_bytes`], per shard.
+pub const DEFAULT_LOG_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -203,6 +210,7 @@ impl Default for LogConfig {
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
             compression_type: CompressionType::Producer,
+            cache_max_bytes: DEFAULT_LOG_CACHE_MAX_BYTES,
         }
     }
 }
@@ -982,6 +990,10 @@ impl<'a> PropertyReader<'a> {
             }
         }
 
+        if let Some(v) = self.get("log.cache.max.bytes") {
+            config.log.cache_max_bytes = v.long_at_least(0)? as u64;
+        }
+
         // Log defaults: every topic config's broker key, through the same code as the
         // topic-level configs so both validate alike.
         for def in TOPIC_CONFIGS {
@@ -1502,6 +1514,7 @@ metrics.listener=0.0.0.0:9644
 log.preallocate=false
 compression.type=zstd
 log.cleanup.policy=delete
+log.cache.max.bytes=67108864
 ";
         let config = parse(text);
         assert_eq!(config.broker_id, 7);
@@ -1557,6 +1570,7 @@ log.cleanup.policy=delete
             min_insync_replicas: 2,
             unclean_leader_election_enable: true,
             compression_type: CompressionType::Zstd,
+            cache_max_bytes: 64 * 1024 * 1024,
         };
         assert_eq!(config.log, log);
         let keys: BTreeSet<String> = parse_properties(text)

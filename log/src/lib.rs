@@ -18,6 +18,8 @@
 //!   assignment, group-committed direct-I/O writes), follower append, read,
 //!   ListOffsets by timestamp, truncation, roll, retention, DeleteRecords, flush,
 //!   close, recovery at open.
+//! - [`cache`]: [`ReadCache`], the shard's cache of segment bytes (written data and
+//!   read-ahead) shared by its logs under one byte budget (`log.cache.max.bytes`).
 //! - [`segment`]: a segment's file naming, in-memory metadata and the verifying scan.
 //! - [`index`]: the sparse `.index` / `.timeindex` in Kafka's formats.
 //! - [`producer`]: idempotent-producer state and its snapshots.
@@ -84,6 +86,7 @@
 //! 6. The clean-shutdown marker is removed (and the directory fsynced) before the log
 //!    takes an append.
 
+pub mod cache;
 pub mod epoch;
 pub mod error;
 pub mod files;
@@ -94,10 +97,10 @@ pub mod records;
 pub mod segment;
 pub mod testing;
 
+pub use cache::{CacheStats, ReadCache};
 pub use error::LogError;
 pub use partition::{
-    PartitionLog, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE, READ_CACHE_BYTES,
-    WRITE_BUFFER_BYTES,
+    PartitionLog, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE, WRITE_BUFFER_BYTES,
 };
 
 /// What an append did.

@@ -8,8 +8,10 @@
 //! so that its write rewrites that page (group commit falls out of this). When a
 //! write completes the written offset advances, [`PartitionLog::written_notify`] fires
 //! and the appenders waiting for it resolve; unless the log is replicated the high
-//! watermark follows and [`PartitionLog::notify`] fires too. Completed buffers stay in a small per-partition
-//! cache that serves tailing readers; older data is read from the file.
+//! watermark follows and [`PartitionLog::notify`] fires too.
+//!
+//! The bytes of every completed write go into the shard's [`ReadCache`], and reads
+//! that miss it read a window of the file and cache that too (see [`crate::cache`]).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -19,9 +21,10 @@ use std::rc::{Rc, Weak};
 use bytes::{Bytes, BytesMut};
 use sluice_core::batch::{self, header, Compression, HEADER_SIZE};
 use sluice_core::config::{LogConfig, TimestampType};
-use sluice_rt::fs::{self as rtfs, DmaBuffer, DmaFile, ReadResult};
+use sluice_rt::fs::{self as rtfs, DmaBuffer, DmaFile};
 use sluice_rt::sync::Notify;
 
+use crate::cache::ReadCache;
 use crate::epoch::{EpochCache, CHECKPOINT_FILE};
 use crate::files;
 use crate::producer::{ProducerState, SequenceCheck};
@@ -35,11 +38,10 @@ use crate::{AppendInfo, LogError};
 /// Smallest write buffer. A buffer is sized for the append that opens it, so one
 /// larger batch gets a larger buffer.
 pub const WRITE_BUFFER_BYTES: usize = 128 * 1024;
-/// Bytes of recently written buffers kept per partition to serve tailing readers
-/// (counted by buffer capacity). The oldest buffer is dropped past this.
-pub const READ_CACHE_BYTES: usize = 1 << 20;
-/// Smallest read from a segment file; reads are widened to cover a whole fetch.
-const MIN_READ_WINDOW_BYTES: usize = 64 * 1024;
+/// Smallest read from a segment file (the read-ahead of a small fetch). A read that
+/// misses the cache reads twice what it was asked for (plus an index interval), so a
+/// reader's next fetch, or another reader's, finds it in the cache.
+const MIN_READ_WINDOW_BYTES: usize = 128 * 1024;
 /// Largest single read from a segment file for one fetch; more is read in steps.
 const MAX_READ_WINDOW_BYTES: usize = 8 << 20;
 /// Producer snapshots kept (the latest ones).
@@ -86,14 +88,6 @@ enum Job {
     },
 }
 
-/// A written buffer kept for readers.
-struct Chunk {
-    segment_base: i64,
-    file_pos: u64,
-    buf: Rc<DmaBuffer>,
-    len: usize,
-}
-
 struct Inner {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
@@ -129,8 +123,6 @@ struct Inner {
     /// `truncations` after the last [`PartitionLog::truncate_fully_and_start_at`]:
     /// every append made before it fails.
     full_truncation: u64,
-    cache: VecDeque<Chunk>,
-    cache_bytes: usize,
     /// Set when a write fails: the log takes no more appends.
     failed: Option<String>,
     closed: bool,
@@ -227,49 +219,6 @@ impl Inner {
         self.segments
             .insert(snapshot_offset, Segment::new(snapshot_offset));
     }
-
-    /// Serves `[pos, pos + len)` of a segment from written buffers if they hold all of
-    /// it, passing the bytes to `sink` in order.
-    fn cache_visit(
-        &self,
-        segment_base: i64,
-        pos: u64,
-        len: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> bool {
-        let end = pos + len as u64;
-        let mut cur = pos;
-        for c in self.cache.iter().filter(|c| c.segment_base == segment_base) {
-            if c.file_pos <= cur && cur < c.file_pos + c.len as u64 {
-                cur = c.file_pos + c.len as u64;
-                if cur >= end {
-                    break;
-                }
-            }
-        }
-        if cur < end {
-            return false;
-        }
-        cur = pos;
-        for c in self.cache.iter().filter(|c| c.segment_base == segment_base) {
-            let c_end = c.file_pos + c.len as u64;
-            if c.file_pos <= cur && cur < c_end {
-                let take = (end.min(c_end) - cur) as usize;
-                let from = (cur - c.file_pos) as usize;
-                sink(&c.buf.as_bytes()[from..from + take]);
-                cur += take as u64;
-                if cur >= end {
-                    break;
-                }
-            }
-        }
-        true
-    }
-
-    fn drop_cache_where(&mut self, gone: impl Fn(&Chunk) -> bool) {
-        self.cache.retain(|c| !gone(c));
-        self.cache_bytes = self.cache.iter().map(|c| c.buf.len()).sum();
-    }
 }
 
 /// One partition's log.
@@ -281,6 +230,9 @@ pub struct PartitionLog {
     config: LogConfig,
     self_ref: Weak<PartitionLog>,
     inner: RefCell<Inner>,
+    /// The shard's cache of segment bytes, and this log's id in it.
+    cache: Rc<ReadCache>,
+    cache_id: u64,
     /// Fires when the high watermark advances.
     hw_notify: Notify,
     /// Fires when the written offset advances.
@@ -316,8 +268,19 @@ struct Ticket {
 
 impl PartitionLog {
     /// Opens or creates the log in `dir` (creating the directory), running recovery
-    /// (see the crate documentation).
+    /// (see the crate documentation). Reads are cached in the shard's [`ReadCache`],
+    /// whose budget becomes `config.cache_max_bytes`.
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
+        let budget_bytes = usize::try_from(config.cache_max_bytes).unwrap_or(usize::MAX);
+        Self::open_with_cache(dir, config, ReadCache::for_shard(budget_bytes)).await
+    }
+
+    /// [`open`](Self::open) with a given cache (on this shard) instead of the shard's.
+    pub async fn open_with_cache(
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<ReadCache>,
+    ) -> Result<Rc<PartitionLog>, LogError> {
         std::fs::create_dir_all(&dir)?;
         let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
         let mut bases = Vec::new();
@@ -462,11 +425,11 @@ impl PartitionLog {
                 maintenance: false,
                 truncations: 0,
                 full_truncation: 0,
-                cache: VecDeque::new(),
-                cache_bytes: 0,
                 failed: None,
                 closed: false,
             }),
+            cache_id: cache.register_log(),
+            cache,
             hw_notify: Notify::new(),
             written_notify: Notify::new(),
             io_event: Notify::new(),
@@ -1060,8 +1023,8 @@ impl PartitionLog {
             file_pos,
             mut buf,
             len,
+            carried,
             end_offset,
-            ..
         } = wb;
         let padded = align_up(len as u64) as usize;
         let end = file_pos + padded as u64;
@@ -1094,7 +1057,18 @@ impl PartitionLog {
         {
             let mut inner = self.inner.borrow_mut();
             if let Some(seg) = inner.segments.get_mut(&segment_base) {
+                // The new bytes follow on from what earlier writes left in the file
+                // (the carried partial page is a copy of their end).
+                let new_from = file_pos + carried as u64;
+                assert_eq!(seg.written_bytes, new_from, "writes follow on");
                 seg.written_bytes = file_pos + len as u64;
+                // Cached before the written offset moves, so a reader never misses it.
+                self.cache.insert_written(
+                    self.cache_id,
+                    segment_base,
+                    new_from,
+                    &buf.as_bytes()[carried..len],
+                );
             }
             assert!(
                 end_offset >= inner.written_offset,
@@ -1106,17 +1080,6 @@ impl PartitionLog {
             }
             if needs_sync {
                 inner.synced_offset = end_offset;
-            }
-            inner.cache_bytes += buf.len();
-            inner.cache.push_back(Chunk {
-                segment_base,
-                file_pos,
-                buf,
-                len,
-            });
-            while inner.cache_bytes > READ_CACHE_BYTES && inner.cache.len() > 1 {
-                let old = inner.cache.pop_front().expect("non-empty");
-                inner.cache_bytes -= old.buf.len();
             }
         }
         self.written_notify.notify(usize::MAX);
@@ -1309,14 +1272,19 @@ impl PartitionLog {
             }
             upper_bound.min(inner.written_offset)
         };
-        let mut out = BytesMut::new();
+        let window = (max_bytes.saturating_mul(2))
+            .saturating_add(self.config.index_interval_bytes as usize)
+            .clamp(MIN_READ_WINDOW_BYTES, MAX_READ_WINDOW_BYTES);
+        // The answer's byte range in each segment it touches, with the segment's
+        // bytes held by its source.
+        let mut spans: Vec<(Source<'_>, u64, u64)> = Vec::new();
+        let mut total = 0usize;
         let mut cur = offset;
         while cur < upper {
             let Some(loc) = self.locate(cur) else { break };
-            let window = (max_bytes.saturating_add(self.config.index_interval_bytes as usize))
-                .clamp(MIN_READ_WINDOW_BYTES, MAX_READ_WINDOW_BYTES);
             let mut src = Source::new(self, &loc, window);
             let mut pos = loc.start_pos;
+            let mut span_start = None;
             let mut head = [0u8; HEADER_SIZE];
             let mut full = false;
             while pos < loc.limit {
@@ -1327,23 +1295,36 @@ impl PartitionLog {
                     pos += size as u64;
                     continue;
                 }
-                if last >= upper || (out.len() + size > max_bytes && !(min_one && out.is_empty())) {
+                if last >= upper || (total + size > max_bytes && !(min_one && total == 0)) {
                     full = true;
                     break;
                 }
-                if out.is_empty() {
-                    out.reserve(max_bytes.min((loc.limit - pos) as usize).max(size));
-                }
                 let next = h.next_offset();
-                src.copy_into(pos, size, &mut out).await?;
+                src.ensure(pos, size).await?;
+                span_start.get_or_insert(pos);
+                total += size;
                 pos += size as u64;
                 cur = next;
+            }
+            if let Some(start) = span_start {
+                spans.push((src, start, pos));
             }
             if full || loc.is_last {
                 break;
             }
             cur = cur.max(loc.next_offset);
         }
+        // One cached piece holds the whole answer: hand out a slice of it.
+        if let [(src, start, end)] = spans.as_slice() {
+            if let Some(bytes) = src.slice(*start, *end) {
+                return Ok(bytes);
+            }
+        }
+        let mut out = BytesMut::with_capacity(total);
+        for (src, start, end) in &spans {
+            src.copy_to(*start, *end, &mut out);
+        }
+        debug_assert_eq!(out.len(), total);
         Ok(out.freeze())
     }
 
@@ -1419,8 +1400,9 @@ impl PartitionLog {
                     if !walkable {
                         return Ok(Some((h.base_offset().max(log_start), h.max_timestamp())));
                     }
+                    src.ensure(pos, size).await?;
                     let mut whole = BytesMut::with_capacity(size);
-                    src.copy_into(pos, size, &mut whole).await?;
+                    src.copy_to(pos, pos + size as u64, &mut whole);
                     if let Some((offset, ts)) =
                         records::first_record_at_or_after(&whole, timestamp_ms)
                     {
@@ -1531,10 +1513,10 @@ impl PartitionLog {
             inner.producers = producers;
             inner.epochs.truncate_from_end(new_end);
             inner.truncations += 1;
-            inner.drop_cache_where(|c| {
-                c.segment_base > base
-                    || (c.segment_base == base && c.file_pos + c.len as u64 > size)
-            });
+            self.cache
+                .invalidate(self.cache_id, |segment_base, _, end| {
+                    segment_base > base || (segment_base == base && end > size)
+                });
             removed
         };
         self.io_event.notify(usize::MAX);
@@ -1591,8 +1573,7 @@ impl PartitionLog {
             inner.epochs = EpochCache::default();
             inner.truncations += 1;
             inner.full_truncation = inner.truncations;
-            inner.cache.clear();
-            inner.cache_bytes = 0;
+            self.cache.remove_log(self.cache_id);
             old.into_iter().map(|(b, s)| (b, s.file)).collect()
         };
         self.io_event.notify(usize::MAX);
@@ -1721,7 +1702,9 @@ impl PartitionLog {
             inner.log_start_offset = inner.log_start_offset.max(first);
             let start = inner.log_start_offset;
             inner.epochs.truncate_from_start(start);
-            inner.drop_cache_where(|c| c.segment_base < first);
+            self.cache.invalidate(self.cache_id, |segment_base, _, _| {
+                bases.contains(&segment_base)
+            });
             out
         };
         for (b, f) in files {
@@ -1820,8 +1803,7 @@ impl PartitionLog {
         let files: Vec<Rc<DmaFile>> = {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;
-            inner.cache.clear();
-            inner.cache_bytes = 0;
+            self.cache.remove_log(self.cache_id);
             inner.filling = None;
             inner.jobs.clear();
             inner
@@ -1855,6 +1837,28 @@ impl PartitionLog {
             files::sync_dir(parent)?;
         }
         Ok(())
+    }
+}
+
+impl PartitionLog {
+    /// Whether bytes of the segment up to `end_pos`, read from its file by a reader that
+    /// located it when the log had seen `truncations` truncations, are still the
+    /// file's and may be cached: no truncation since, the segment still there, the
+    /// bytes written, the log open.
+    fn may_cache_read(&self, segment_base: i64, truncations: u64, end_pos: u64) -> bool {
+        let inner = self.inner.borrow();
+        !inner.closed
+            && inner.truncations == truncations
+            && inner
+                .segments
+                .get(&segment_base)
+                .is_some_and(|s| end_pos <= s.written_bytes)
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.cache.remove_log(self.cache_id);
     }
 }
 
@@ -1907,15 +1911,20 @@ struct Location {
     is_last: bool,
 }
 
-/// Reads bytes of one segment for a fetch: from the cache of written buffers when it
-/// holds them, else from the file through a read window.
+/// Reads bytes of one segment for a fetch: from the shard's cache when it holds them,
+/// else from the file a window at a time (each window cached in turn). Holds every
+/// piece it used until dropped, so eviction during a read does not lose them.
 struct Source<'a> {
     log: &'a PartitionLog,
     segment_base: i64,
     file: Option<Rc<DmaFile>>,
     limit: u64,
-    window: Option<(u64, ReadResult)>,
     window_bytes: usize,
+    /// The log's truncation count when the segment was located: a window read from
+    /// the file is cached only if no truncation happened meanwhile.
+    truncations: u64,
+    /// `(file position, bytes)` of the pieces in use, in the order they were found.
+    pieces: Vec<(u64, Bytes)>,
 }
 
 impl<'a> Source<'a> {
@@ -1925,8 +1934,9 @@ impl<'a> Source<'a> {
             segment_base: loc.segment_base,
             file: loc.file.clone(),
             limit: loc.limit,
-            window: None,
             window_bytes,
+            truncations: log.inner.borrow().truncations,
+            pieces: Vec::new(),
         }
     }
 
@@ -1939,42 +1949,74 @@ impl<'a> Source<'a> {
         }
     }
 
-    async fn visit(
-        &mut self,
-        pos: u64,
-        len: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), LogError> {
-        if pos + len as u64 > self.limit {
+    /// The held piece containing `pos`: `(its position, its bytes)`.
+    fn piece_at(&self, pos: u64) -> Option<&(u64, Bytes)> {
+        self.pieces
+            .iter()
+            .rev()
+            .find(|(start, bytes)| *start <= pos && pos < start + bytes.len() as u64)
+    }
+
+    /// Makes the held pieces cover `[pos, pos + len)`: from the cache, else from the
+    /// file (a window from the first missing byte, up to the next cached byte).
+    async fn ensure(&mut self, pos: u64, len: usize) -> Result<(), LogError> {
+        let end = pos + len as u64;
+        if end > self.limit {
             return Err(self.corrupt(pos, "batch runs past the written end"));
         }
-        if self
-            .log
-            .inner
-            .borrow()
-            .cache_visit(self.segment_base, pos, len, sink)
-        {
-            return Ok(());
-        }
-        let covered = self
-            .window
-            .as_ref()
-            .is_some_and(|(s, w)| *s <= pos && pos + len as u64 <= *s + w.len() as u64);
-        if !covered {
-            let Some(file) = &self.file else {
-                return Err(self.corrupt(pos, "segment has no file"));
-            };
-            let n = len.max(self.window_bytes).min((self.limit - pos) as usize);
-            let w = rtfs::read_at(file, pos, n).await?;
-            if w.len() < len {
-                return Err(self.corrupt(pos, "short read"));
+        let (cache, log_id) = (&self.log.cache, self.log.cache_id);
+        let mut cur = pos;
+        while cur < end {
+            if let Some((start, bytes)) = self.piece_at(cur) {
+                cur = start + bytes.len() as u64;
+                continue;
             }
-            self.window = Some((pos, w));
+            if let Some(piece) = cache.get(log_id, self.segment_base, cur) {
+                self.pieces.push(piece);
+                continue;
+            }
+            let Some(file) = &self.file else {
+                return Err(self.corrupt(cur, "segment has no file"));
+            };
+            let mut read_end = end.max(cur + self.window_bytes as u64).min(self.limit);
+            if let Some(next) = cache.next_start_after(log_id, self.segment_base, cur) {
+                read_end = read_end.min(next);
+            }
+            let n = (read_end - cur) as usize;
+            let window = rtfs::read_at(file, cur, n).await?;
+            if window.len() < n {
+                return Err(self.corrupt(cur, "short read"));
+            }
+            let bytes = Bytes::copy_from_slice(&window);
+            drop(window);
+            if self
+                .log
+                .may_cache_read(self.segment_base, self.truncations, read_end)
+            {
+                cache.insert_read(log_id, self.segment_base, cur, bytes.clone());
+            }
+            self.pieces.push((cur, bytes));
         }
-        let (s, w) = self.window.as_ref().expect("window covers the range");
-        let from = (pos - s) as usize;
-        sink(&w[from..from + len]);
         Ok(())
+    }
+
+    /// `[start, end)` as one slice of a held piece, if one holds all of it.
+    fn slice(&self, start: u64, end: u64) -> Option<Bytes> {
+        let (p, bytes) = self.piece_at(start)?;
+        let (from, to) = ((start - p) as usize, (end - p) as usize);
+        (to <= bytes.len()).then(|| bytes.slice(from..to))
+    }
+
+    /// Appends `[start, end)` from the held pieces ([`ensure`](Self::ensure)d before).
+    fn copy_to(&self, start: u64, end: u64, out: &mut BytesMut) {
+        let mut cur = start;
+        while cur < end {
+            let (p, bytes) = self.piece_at(cur).expect("ensured before");
+            let from = (cur - p) as usize;
+            let take = (bytes.len() - from).min((end - cur) as usize);
+            out.extend_from_slice(&bytes[from..from + take]);
+            cur += take as u64;
+        }
     }
 
     /// The header of the batch at `pos`, checked for a sane length.
@@ -1983,12 +2025,17 @@ impl<'a> Source<'a> {
         pos: u64,
         head: &'h mut [u8; HEADER_SIZE],
     ) -> Result<&'h batch::BatchHeader, LogError> {
+        self.ensure(pos, HEADER_SIZE).await?;
+        let mut cur = pos;
         let mut filled = 0;
-        self.visit(pos, HEADER_SIZE, &mut |s| {
-            head[filled..filled + s.len()].copy_from_slice(s);
-            filled += s.len();
-        })
-        .await?;
+        while filled < HEADER_SIZE {
+            let (p, bytes) = self.piece_at(cur).expect("ensured");
+            let from = (cur - p) as usize;
+            let take = (bytes.len() - from).min(HEADER_SIZE - filled);
+            head[filled..filled + take].copy_from_slice(&bytes[from..from + take]);
+            filled += take;
+            cur += take as u64;
+        }
         let h = header(&head[..]).expect("header-sized");
         if h.batch_length.get() < (HEADER_SIZE - batch::LOG_OVERHEAD) as i32
             || pos + h.total_size() as u64 > self.limit
@@ -1996,16 +2043,6 @@ impl<'a> Source<'a> {
             return Err(self.corrupt(pos, "bad batch length"));
         }
         Ok(h)
-    }
-
-    async fn copy_into(
-        &mut self,
-        pos: u64,
-        len: usize,
-        out: &mut BytesMut,
-    ) -> Result<(), LogError> {
-        self.visit(pos, len, &mut |s| out.extend_from_slice(s))
-            .await
     }
 }
 
@@ -2585,25 +2622,185 @@ mod tests {
         });
     }
 
+    /// Zeroes the segment file `name` behind the log's back: reads that still return
+    /// the data did not touch the file.
+    fn wipe(dir: &Path, name: &str) {
+        let path = dir.join(name);
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+    }
+
+    const FIRST_SEGMENT: &str = "00000000000000000000.log";
+
     #[test]
     fn tailing_reads_are_served_from_memory() {
         run(|dir| async move {
-            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let cache = ReadCache::new(256 * 1024);
+            let log = PartitionLog::open_with_cache(dir.clone(), config(), cache.clone())
+                .await
+                .unwrap();
             let stored = append_n(&log, 3, 2, 500).await;
-            // Damage the file behind the log's back: reads of recent data must not
-            // touch it.
-            let path = last_segment_path(&dir);
-            let len = std::fs::metadata(&path).unwrap().len() as usize;
-            std::fs::write(&path, vec![0u8; len]).unwrap();
+            wipe(&dir, FIRST_SEGMENT);
             assert_eq!(read_all(&log, 0).await, stored.concat());
+            assert_eq!(cache.stats().misses, 0);
             // (The next write rewrites that last partial page, undoing the damage.)
-            // Once the cache has moved on, the same offsets come from the file.
+            // Once the budget has moved on, the same offsets come from the file.
             append_n(&log, 40, 1, 30_000).await;
-            let first = dir.join("00000000000000000000.log");
-            let len = std::fs::metadata(&first).unwrap().len() as usize;
-            std::fs::write(&first, vec![0u8; len]).unwrap();
+            assert!(cache.stats().used_bytes <= 256 * 1024);
+            assert!(cache.stats().evicted_bytes > 0);
+            wipe(&dir, FIRST_SEGMENT);
             let e = log.read(0, 1 << 20, 6, true).await.unwrap_err();
             assert!(matches!(e, LogError::Corrupt { .. }), "{e:?}");
+        });
+    }
+
+    #[test]
+    fn backlog_read_from_disk_is_cached_for_the_next_reader() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let stored = append_n(&log, 40, 3, 3_000).await;
+            log.close().await.unwrap();
+            drop(log);
+            let cache = ReadCache::new(8 << 20);
+            let log = PartitionLog::open_with_cache(dir.clone(), config(), cache.clone())
+                .await
+                .unwrap();
+            // Cold: the first reader goes to the file and caches what it read.
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            let cold = cache.stats();
+            assert!(cold.misses > 0 && cold.inserted_bytes > 0, "{cold:?}");
+            // The second reader is served from memory: the file is not touched.
+            assert!(log.segment_count() > 1);
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if name.ends_with(LOG_SUFFIX) {
+                    wipe(&dir, &name);
+                }
+            }
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            let warm = cache.stats();
+            assert_eq!(warm.misses, cold.misses);
+            assert!(warm.hits > cold.hits);
+            // An answer inside one cached piece is a slice of it, not a copy.
+            let a = log
+                .read(3, 2_500, log.high_watermark(), true)
+                .await
+                .unwrap();
+            let b = log
+                .read(3, 2_500, log.high_watermark(), true)
+                .await
+                .unwrap();
+            assert!(!a.is_empty());
+            assert_eq!(a.as_ptr(), b.as_ptr());
+        });
+    }
+
+    #[test]
+    fn cache_budget_is_shared_by_the_logs_of_a_shard() {
+        run(|dir| async move {
+            let budget = 96 * 1024;
+            let cache = ReadCache::new(budget);
+            let a = PartitionLog::open_with_cache(dir.join("a"), config(), cache.clone())
+                .await
+                .unwrap();
+            let b = PartitionLog::open_with_cache(dir.join("b"), config(), cache.clone())
+                .await
+                .unwrap();
+            let mut stored_a = Vec::new();
+            let mut stored_b = Vec::new();
+            for _ in 0..10 {
+                stored_a.extend(append_n(&a, 2, 2, 6_000).await);
+                stored_b.extend(append_n(&b, 2, 2, 6_000).await);
+                assert!(cache.stats().used_bytes <= budget);
+            }
+            assert!(cache.stats().evicted_bytes > 0);
+            // a's newest bytes are cached; b's first ones were evicted for them.
+            assert_eq!(read_all(&a, 0).await, stored_a.concat());
+            assert_eq!(read_all(&b, 0).await, stored_b.concat());
+            assert!(cache.stats().used_bytes <= budget);
+            // Deleting a log drops its entries only.
+            let before = cache.stats().used_bytes;
+            b.clone().delete().await.unwrap();
+            assert!(cache.stats().used_bytes < before);
+            a.close().await.unwrap();
+            assert_eq!(cache.stats().used_bytes, 0);
+        });
+    }
+
+    #[test]
+    fn truncation_drops_cached_bytes_past_the_cut() {
+        run(|dir| async move {
+            let cache = ReadCache::new(8 << 20);
+            let log = PartitionLog::open_with_cache(dir.clone(), config(), cache.clone())
+                .await
+                .unwrap();
+            let first = append_n(&log, 6, 2, 700).await;
+            assert_eq!(read_all(&log, 0).await, first.concat());
+            // Cut in the middle and append different batches at the same offsets and
+            // file positions: no reader may see the old ones.
+            log.truncate_to(6).await.unwrap();
+            let second = append_n(&log, 3, 2, 900).await;
+            assert_eq!(
+                read_all(&log, 0).await,
+                [&first[..3], &second[..]].concat().concat()
+            );
+            // The same through bytes read back from the file: fill the cache from the
+            // file, truncate, re-append.
+            let fresh = ReadCache::new(8 << 20);
+            log.close().await.unwrap();
+            drop(log);
+            let log = PartitionLog::open_with_cache(dir.clone(), config(), fresh.clone())
+                .await
+                .unwrap();
+            let all = [&first[..3], &second[..]].concat();
+            assert_eq!(read_all(&log, 0).await, all.concat());
+            assert!(fresh.stats().misses > 0);
+            log.truncate_to(2).await.unwrap();
+            let third = append_n(&log, 2, 2, 333).await;
+            assert_eq!(
+                read_all(&log, 0).await,
+                [&all[..1], &third[..]].concat().concat()
+            );
+            // Full truncation restarting at a base that held other bytes.
+            log.truncate_fully_and_start_at(0).await.unwrap();
+            assert_eq!(fresh.stats().used_bytes, 0);
+            let fourth = append_n(&log, 2, 1, 1_234).await;
+            assert_eq!(read_all(&log, 0).await, fourth.concat());
+        });
+    }
+
+    #[test]
+    fn retention_drops_the_cached_bytes_of_deleted_segments() {
+        run(|dir| async move {
+            let cache = ReadCache::new(8 << 20);
+            let cfg = LogConfig {
+                retention_bytes: Some(20_000),
+                ..config()
+            };
+            let log = PartitionLog::open_with_cache(dir.clone(), cfg, cache.clone())
+                .await
+                .unwrap();
+            let stored = append_n(&log, 40, 1, 6_000).await;
+            assert!(log.segment_count() > 2);
+            let before = cache.stats().used_bytes;
+            assert_eq!(before as u64, log.size_bytes());
+            assert!(log.apply_retention(NOW).await.unwrap() > 0);
+            // Exactly the remaining segments' bytes stay cached.
+            assert_eq!(cache.stats().used_bytes as u64, log.size_bytes());
+            let start = log.log_start_offset();
+            let kept: Vec<u8> = stored
+                .iter()
+                .filter(|b| header(b).unwrap().base_offset() >= start)
+                .flatten()
+                .copied()
+                .collect();
+            assert_eq!(read_all(&log, start).await, kept);
+            // DeleteRecords past a segment: the same.
+            let offset = log.high_watermark() - 2;
+            log.delete_records_before(offset).await.unwrap();
+            assert_eq!(cache.stats().used_bytes as u64, log.size_bytes());
+            drop(log);
+            assert_eq!(cache.stats().used_bytes, 0, "a dropped log leaves nothing");
         });
     }
 

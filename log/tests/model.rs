@@ -70,8 +70,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn config() -> LogConfig {
+/// `cache_max_bytes`: the shard cache's budget, from none to more than any test log.
+fn config(cache_max_bytes: u64) -> LogConfig {
     LogConfig {
+        cache_max_bytes,
         segment_bytes: 16 * 1024,
         index_interval_bytes: 512,
         preallocate_bytes: 64 * 1024,
@@ -176,7 +178,14 @@ async fn check_state(log: &PartitionLog, model: &Model) {
     assert_eq!(all, expected, "log contents");
 }
 
-async fn run_ops(dir: PathBuf, ops: Vec<Op>) {
+/// Budgets of the shard's read cache the model runs with: off, a few batches (constant
+/// eviction, reads spanning cached and uncached bytes), more than the test logs hold.
+fn cache_budget() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(6 * 1024), Just(40 * 1024), Just(64 << 20)]
+}
+
+async fn run_ops(dir: PathBuf, ops: Vec<Op>, cache_max_bytes: u64) {
+    let config = || config(cache_max_bytes);
     let mut log: Rc<PartitionLog> = PartitionLog::open(dir.clone(), config()).await.unwrap();
     let mut model = Model::default();
     for op in ops {
@@ -335,10 +344,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn log_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+    fn log_matches_model(ops in prop::collection::vec(op(), 1..40), cache in cache_budget()) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m-0");
-        sluice_rt::exec::block_on(run_ops(path, ops));
+        sluice_rt::exec::block_on(run_ops(path, ops, cache));
     }
 }
 
@@ -359,5 +368,5 @@ fn regression_truncate_inside_batch_holding_log_start() {
         Op::Append(vec![(2, 10)]),
         Op::Restart { clean: false },
     ];
-    sluice_rt::exec::block_on(run_ops(dir.path().join("r-0"), ops));
+    sluice_rt::exec::block_on(run_ops(dir.path().join("r-0"), ops, 64 << 20));
 }
