@@ -225,7 +225,12 @@ fn acks_all_loses_nothing_when_the_leader_is_killed() -> Result<()> {
     cluster.wait_for_all("a fully replicated partition", CHANGE_TIMEOUT, |m| {
         fully_replicated(m, TOPIC, 1, 3)
     })?;
-    let old_leader = state(client.refresh()?, TOPIC, 0)?.leader;
+    let initial = state(client.refresh()?, TOPIC, 0)?;
+    let old_leader = initial.leader;
+    ensure!(
+        initial.replicas[0] == old_leader,
+        "a new partition is led by its preferred replica: {initial:?}"
+    );
 
     // (record number, acknowledged offset), in acknowledgement order.
     let acked: Arc<Mutex<Vec<(u32, i64)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -328,6 +333,25 @@ fn acks_all_loses_nothing_when_the_leader_is_killed() -> Result<()> {
             .filter(|n| !distinct.contains(n))
             .collect::<Vec<_>>()
     );
+
+    // The old leader returns (dropping whatever it had written but not replicated),
+    // catches up, and takes its preferred leadership back.
+    cluster.restart(old_leader)?;
+    cluster.wait_for_all(
+        &format!("broker {old_leader} leading again with a full ISR"),
+        CHANGE_TIMEOUT,
+        |m| {
+            fully_replicated(m, TOPIC, 1, 3)
+                && partition(m, TOPIC, 0).is_some_and(|s| s.leader == old_leader)
+        },
+    )?;
+    let (relog, _) = client.read_from(old_leader, TOPIC, 0, 0)?;
+    ensure!(
+        relog.len() == log.len() && relog.iter().zip(&log).all(|(a, b)| a.value == b.value),
+        "broker {old_leader} has {} records after rejoining, broker {reader} had {}",
+        relog.len(),
+        log.len()
+    );
     Ok(())
 }
 
@@ -398,6 +422,29 @@ fn isr_shrinks_without_a_follower_and_expands_when_it_returns() -> Result<()> {
     ensure!(
         offset == 20,
         "the record after the return is at offset {offset}"
+    );
+
+    // The returned follower holds every record: it alone is left to lead.
+    for other in rest {
+        cluster.kill(other)?;
+    }
+    cluster.wait_for(
+        &format!("broker {follower} leading alone"),
+        FAILOVER_TIMEOUT,
+        |m| partition(m, TOPIC, 0).is_some_and(|s| s.leader == follower && s.isr == vec![follower]),
+    )?;
+    client.refresh()?;
+    let (records, reader) = client.read(TOPIC, 0, 0, FAILOVER_TIMEOUT)?;
+    ensure!(reader == follower, "read from {reader}");
+    let values: Vec<String> = records.iter().map(value_of).collect();
+    let expected: Vec<String> = (0..10)
+        .map(|n| format!("before-{n}"))
+        .chain((0..10).map(|n| format!("during-{n}")))
+        .chain(["after".to_owned()])
+        .collect();
+    ensure!(
+        values == expected,
+        "broker {follower} holds {values:?}, expected {expected:?}"
     );
     Ok(())
 }
