@@ -1,6 +1,8 @@
 //! The segment log's hot paths on one executor (as on a shard): appending 16 KiB
 //! batches (validated, offsets assigned, written with direct I/O into preallocated
-//! space), reading 1 MiB back, and the sparse offset index lookup.
+//! space), reading 1 MiB back (from the shard's read cache, which holds the whole
+//! 16 MiB log, and with the cache off, from the file), and the sparse offset index
+//! lookup.
 //!
 //! Each measurement opens a fresh log in a temporary directory on the disk under
 //! `SLUICE_BENCH_DIR` (default: the system temp dir) inside `sluice_rt::exec::block_on`;
@@ -36,7 +38,11 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 async fn open(dir: PathBuf) -> Rc<PartitionLog> {
-    PartitionLog::open(dir.join("bench-0"), LogConfig::default())
+    open_with(dir, LogConfig::default()).await
+}
+
+async fn open_with(dir: PathBuf, config: LogConfig) -> Rc<PartitionLog> {
+    PartitionLog::open(dir.join("bench-0"), config)
         .await
         .expect("open log")
 }
@@ -97,32 +103,41 @@ fn read(c: &mut Criterion) {
     let batch = make_batch(BATCH_RECORDS, BATCH_PAYLOAD_BYTES, None);
     let mut group = c.benchmark_group("log");
     group.throughput(Throughput::Bytes(READ_BYTES as u64));
-    group.bench_function("read_1MiB", |b| {
-        b.iter_custom(|iters| {
-            let batch = batch.clone();
-            let dir = bench_dir();
-            let path = dir.path().to_path_buf();
-            block_on(async move {
-                let log = open(path).await;
-                for _ in 0..READ_LOG_BATCHES {
-                    log.append(&batch, 0, 0).await.expect("append");
-                }
-                let end = log.high_watermark();
-                let start = Instant::now();
-                let mut offset = 0i64;
-                for _ in 0..iters {
-                    let bytes = log.read(offset, READ_BYTES, end, true).await.expect("read");
-                    black_box(bytes.len());
-                    // Walk the whole log so reads are not all of the newest, cached tail.
-                    offset = (offset + 7 * i64::from(BATCH_RECORDS))
-                        % (end - 64 * i64::from(BATCH_RECORDS));
-                }
-                let elapsed = start.elapsed();
-                log.close().await.expect("close");
-                elapsed
+    for (name, cache_max_bytes) in [
+        ("read_1MiB", LogConfig::default().cache_max_bytes),
+        ("read_1MiB_uncached", 0),
+    ] {
+        let config = LogConfig {
+            cache_max_bytes,
+            ..LogConfig::default()
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (batch, config) = (batch.clone(), config.clone());
+                let dir = bench_dir();
+                let path = dir.path().to_path_buf();
+                block_on(async move {
+                    let log = open_with(path, config).await;
+                    for _ in 0..READ_LOG_BATCHES {
+                        log.append(&batch, 0, 0).await.expect("append");
+                    }
+                    let end = log.high_watermark();
+                    let start = Instant::now();
+                    let mut offset = 0i64;
+                    for _ in 0..iters {
+                        let bytes = log.read(offset, READ_BYTES, end, true).await.expect("read");
+                        black_box(bytes.len());
+                        // Walk the whole log, not only its newest tail.
+                        offset = (offset + 7 * i64::from(BATCH_RECORDS))
+                            % (end - 64 * i64::from(BATCH_RECORDS));
+                    }
+                    let elapsed = start.elapsed();
+                    log.close().await.expect("close");
+                    elapsed
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 

@@ -34,9 +34,9 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-/// A written range shorter than this is merged with the entry it follows on from (by
-/// a copy), so that a slow producer's many small writes do not become as many tiny
-/// entries. Larger ranges are entries of their own.
+/// A written range that follows on from an entry shorter than this is merged into it
+/// (by a copy of both), so that a slow producer's many small writes do not become as
+/// many tiny entries. Copying is bounded by this much per write.
 const MERGE_BELOW_BYTES: usize = 64 * 1024;
 
 thread_local! {
@@ -282,8 +282,8 @@ impl ReadCache {
     }
 
     /// Caches `data`, just written to the segment file at `file_pos` (where the
-    /// previously written bytes end). A short range is merged into the entry ending
-    /// there. Copies `data` only when the cache has a budget.
+    /// previously written bytes end). Merged into the entry ending there when that is
+    /// short. Copies `data` only when the cache has a budget.
     pub(crate) fn insert_written(
         &self,
         log_id: u64,
@@ -295,13 +295,14 @@ impl ReadCache {
         if data.is_empty() || inner.budget_bytes == 0 {
             return;
         }
-        let previous = file_pos.checked_sub(1).and_then(|last| {
-            inner
-                .containing(log_id, segment_base, last)
-                .filter(|k| inner.entries[k].end(k) == file_pos)
+        let short_previous = file_pos.checked_sub(1).and_then(|last| {
+            inner.containing(log_id, segment_base, last).filter(|k| {
+                let e = &inner.entries[k];
+                e.end(k) == file_pos && e.data.len() < MERGE_BELOW_BYTES
+            })
         });
-        match previous {
-            Some(key) if data.len() < MERGE_BELOW_BYTES => {
+        match short_previous {
+            Some(key) => {
                 let old = inner.remove(&key).expect("just found");
                 let mut merged = BytesMut::with_capacity(old.data.len() + data.len());
                 merged.extend_from_slice(&old.data);
@@ -419,14 +420,18 @@ mod tests {
         let log = cache.register_log();
         cache.insert_written(log, 0, 0, &[1; 10]);
         cache.insert_written(log, 0, 10, &[2; 10]);
-        cache.insert_written(log, 0, 20, &[3; MERGE_BELOW_BYTES]);
-        let s = cache.stats();
-        assert_eq!((s.entries, s.used_bytes), (2, 20 + MERGE_BELOW_BYTES));
         let (pos, data) = cache.get(log, 0, 15).unwrap();
         assert_eq!((pos, &data[..]), (0, &[[1u8; 10], [2u8; 10]].concat()[..]));
-        assert_eq!(cache.get(log, 0, 20).unwrap().0, 20);
+        let big = MERGE_BELOW_BYTES as u64;
+        cache.insert_written(log, 0, 20, &[3; MERGE_BELOW_BYTES]);
+        assert_eq!(cache.stats().entries, 1, "merged into the short entry");
+        // The entry is no longer short: the next write is an entry of its own.
+        cache.insert_written(log, 0, 20 + big, &[4; 10]);
+        let s = cache.stats();
+        assert_eq!((s.entries, s.used_bytes), (2, 30 + MERGE_BELOW_BYTES));
+        assert_eq!(cache.get(log, 0, 20 + big).unwrap().0, 20 + big);
         // Not contiguous with the previous entry: an entry of its own.
-        cache.insert_written(log, 0, 1_000_000, &[4; 5]);
+        cache.insert_written(log, 0, 1_000_000, &[5; 5]);
         assert_eq!(cache.stats().entries, 3);
         // Without a budget nothing is copied or kept.
         let off = ReadCache::new(0);
