@@ -592,7 +592,7 @@ impl ClusterClient {
     }
 
     /// Asks the bootstrap addresses in turn for the metadata of every topic; the first
-    /// answer is cached and returned.
+    /// answer is cached and returned. Connections to brokers are reopened afterwards.
     pub fn refresh(&mut self) -> Result<&ClusterMetadata> {
         let mut errors = Vec::new();
         for _ in 0..self.bootstrap.len() {
@@ -602,9 +602,9 @@ impl ClusterClient {
                 .and_then(|mut c| c.metadata(None, false));
             match answer {
                 Ok(metadata) => {
-                    // Connections to brokers whose address changed are stale.
-                    self.connections
-                        .retain(|id, _| self.metadata.brokers.get(id) == metadata.brokers.get(id));
+                    // A broker restarted on its old address leaves a dead connection
+                    // behind: reconnect to every broker after a refresh.
+                    self.connections.clear();
                     self.metadata = metadata;
                     return Ok(&self.metadata);
                 }
