@@ -66,6 +66,9 @@ struct Entry {
     data: Bytes,
     /// Recency: the value of the cache's clock at the entry's last use.
     tick: u64,
+    /// Bytes counted against the budget: the entry's length, or for a part cut from
+    /// a larger entry, the whole allocation it keeps alive.
+    charge_bytes: usize,
 }
 
 impl Entry {
@@ -122,7 +125,7 @@ impl CacheInner {
     fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.lru.remove(&entry.tick);
-        self.used_bytes -= entry.data.len();
+        self.used_bytes -= entry.charge_bytes;
         Some(entry)
     }
 
@@ -136,15 +139,20 @@ impl CacheInner {
                 .entries
                 .remove(&key)
                 .expect("every recency record has its entry");
-            self.used_bytes -= entry.data.len();
-            self.stats.evicted_bytes += entry.data.len() as u64;
+            self.used_bytes -= entry.charge_bytes;
+            self.stats.evicted_bytes += entry.charge_bytes as u64;
         }
     }
 
     /// Inserts `data` at `key` unless it overlaps an entry or exceeds the budget.
     fn insert(&mut self, key: Key, data: Bytes) {
         let len = data.len();
-        if len == 0 || len > self.budget_bytes {
+        self.insert_charged(key, data, len);
+    }
+
+    fn insert_charged(&mut self, key: Key, data: Bytes, charge_bytes: usize) {
+        let len = data.len();
+        if len == 0 || charge_bytes > self.budget_bytes {
             return;
         }
         let end = key.file_pos + len as u64;
@@ -158,19 +166,26 @@ impl CacheInner {
             // Another reader cached (part of) the range meanwhile.
             return;
         }
-        self.make_room(len);
+        self.make_room(charge_bytes);
         let tick = self.tick();
-        self.used_bytes += len;
+        self.used_bytes += charge_bytes;
         self.stats.inserted_bytes += len as u64;
         self.lru.insert(tick, key);
-        self.entries.insert(key, Entry { data, tick });
+        self.entries.insert(
+            key,
+            Entry {
+                data,
+                tick,
+                charge_bytes,
+            },
+        );
     }
 
     fn check(&self) {
         debug_assert_eq!(self.entries.len(), self.lru.len());
         debug_assert_eq!(
             self.used_bytes,
-            self.entries.values().map(|e| e.data.len()).sum::<usize>()
+            self.entries.values().map(|e| e.charge_bytes).sum::<usize>()
         );
     }
 }
@@ -316,6 +331,54 @@ impl ReadCache {
         }
     }
 
+    /// Caches `data`, the bytes at `file_pos` of the segment, which a reader copied
+    /// together from several entries (the answer to a read), in place of them: the
+    /// entries it overlaps are cut to their parts outside it (slices, no copy), so
+    /// the next read of the same range is a slice of one entry.
+    pub(crate) fn promote(&self, log_id: u64, segment_base: i64, file_pos: u64, data: Bytes) {
+        let mut inner = self.inner.borrow_mut();
+        let len = data.len();
+        if len == 0 || len > inner.budget_bytes {
+            return;
+        }
+        let end = file_pos + len as u64;
+        let mut overlapping: Vec<Key> = inner
+            .containing(log_id, segment_base, file_pos)
+            .into_iter()
+            .chain(
+                inner
+                    .entries
+                    .range(
+                        Key::new(log_id, segment_base, file_pos)
+                            ..Key::new(log_id, segment_base, end),
+                    )
+                    .map(|(k, _)| *k),
+            )
+            .collect();
+        overlapping.dedup();
+        let mut parts = Vec::new();
+        for key in overlapping {
+            let entry = inner.remove(&key).expect("just found");
+            let entry_end = entry.end(&key);
+            if key.file_pos < file_pos {
+                let front = entry.data.slice(..(file_pos - key.file_pos) as usize);
+                parts.push((key, front, entry.charge_bytes));
+            }
+            if entry_end > end {
+                let back = entry.data.slice((end - key.file_pos) as usize..);
+                parts.push((
+                    Key::new(log_id, segment_base, end),
+                    back,
+                    entry.charge_bytes,
+                ));
+            }
+        }
+        inner.insert(Key::new(log_id, segment_base, file_pos), data);
+        for (key, part, charge_bytes) in parts {
+            inner.insert_charged(key, part, charge_bytes);
+        }
+    }
+
     /// Drops the log's entries for which `gone(segment_base, file_pos, end_pos)` holds.
     pub(crate) fn invalidate(&self, log_id: u64, gone: impl Fn(i64, u64, u64) -> bool) {
         let mut inner = self.inner.borrow_mut();
@@ -438,6 +501,39 @@ mod tests {
         let log = off.register_log();
         off.insert_written(log, 0, 0, &[1; 10]);
         assert_eq!(off.stats().entries, 0);
+    }
+
+    #[test]
+    fn promoted_range_replaces_the_entries_it_overlaps() {
+        let cache = ReadCache::new(1 << 20);
+        let log = cache.register_log();
+        for (i, pos) in [0u64, 100, 200, 300].into_iter().enumerate() {
+            cache.insert_read(log, 0, pos, bytes(100, i as u8));
+        }
+        // A reader's answer [150, 250): two entries' worth, copied together.
+        let answer: Vec<u8> = [vec![1u8; 50], vec![2u8; 50]].concat();
+        cache.promote(log, 0, 150, Bytes::from(answer.clone()));
+        let (pos, data) = cache.get(log, 0, 160).unwrap();
+        assert_eq!((pos, &data[..]), (150, &answer[..]));
+        // The cut entries keep their outside parts, charged as the whole allocation.
+        assert_eq!(
+            cache.get(log, 0, 120).map(|(p, d)| (p, d.len())),
+            Some((100, 50))
+        );
+        assert_eq!(
+            cache.get(log, 0, 260).map(|(p, d)| (p, d.len())),
+            Some((250, 50))
+        );
+        assert_eq!(
+            cache.get(log, 0, 0).map(|(p, d)| (p, d.len())),
+            Some((0, 100))
+        );
+        let s = cache.stats();
+        assert_eq!((s.entries, s.used_bytes), (5, 100 + 100 + 100 + 100 + 100));
+        // Promoting over exactly one entry's range replaces it.
+        cache.promote(log, 0, 0, bytes(100, 9));
+        assert_eq!(cache.get(log, 0, 50).unwrap().1[0], 9);
+        assert_eq!(cache.stats().entries, 5);
     }
 
     #[test]

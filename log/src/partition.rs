@@ -1325,7 +1325,17 @@ impl PartitionLog {
             src.copy_to(*start, *end, &mut out);
         }
         debug_assert_eq!(out.len(), total);
-        Ok(out.freeze())
+        let out = out.freeze();
+        // Copied from several pieces of one segment: cache the answer whole, so the
+        // next reader of the same range (another consumer of the backlog) gets a
+        // slice of it.
+        if let [(src, start, end)] = spans.as_slice() {
+            if self.may_cache_read(src.segment_base, src.truncations, *end) {
+                self.cache
+                    .promote(self.cache_id, src.segment_base, *start, out.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// The segment holding `offset` (or the first after it) and where to start
@@ -2692,6 +2702,37 @@ mod tests {
                 .unwrap();
             assert!(!a.is_empty());
             assert_eq!(a.as_ptr(), b.as_ptr());
+        });
+    }
+
+    #[test]
+    fn an_answer_copied_from_several_pieces_is_cached_whole() {
+        run(|dir| async move {
+            let cfg = LogConfig {
+                segment_bytes: 1 << 20,
+                ..config()
+            };
+            let cache = ReadCache::new(8 << 20);
+            let log = PartitionLog::open_with_cache(dir.clone(), cfg, cache.clone())
+                .await
+                .unwrap();
+            // One write per append: entries of about 90 KB (writes merge while short).
+            let stored = append_n(&log, 20, 1, 30_000).await;
+            assert!(cache.stats().entries > 3);
+            let hw = log.high_watermark();
+            let a = log.read(1, 200_000, hw, true).await.unwrap();
+            let b = log.read(1, 200_000, hw, true).await.unwrap();
+            assert!(a.len() > 150_000);
+            assert_eq!(a, stored[1..a.len() / stored[1].len() + 1].concat());
+            assert_eq!(
+                a.as_ptr(),
+                b.as_ptr(),
+                "the second read is a slice of the first"
+            );
+            // The pieces around it keep the rest: everything reads back, from memory.
+            wipe(&dir, FIRST_SEGMENT);
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            assert_eq!(cache.stats().misses, 0);
         });
     }
 
