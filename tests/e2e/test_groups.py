@@ -341,16 +341,29 @@ def test_kafka_python_group(group_broker, topic_name):
     ]
     try:
         for c in consumers:
+            # kafka-python 3.0 can lose a rebalance it leads when its own metadata for
+            # the topic arrives during the first join (the member then sits without
+            # partitions until the coordinator drops it): learn the topic's partitions
+            # first, and poll long enough for a join round to finish inside one poll
+            # (a poll returns as soon as records arrive). Both members
+            # must end up sharing the partitions.
+            assert c.partitions_for_topic(topic)
             c.subscribe([topic])
         seen = []
+
+        def shared():
+            assignments = [c.assignment() for c in consumers]
+            return all(assignments) and not (assignments[0] & assignments[1])
+
         deadline = time.monotonic() + CLIENT_TIMEOUT_S
-        while len(seen) < len(values) and time.monotonic() < deadline:
+        # Nothing is committed yet, so partitions that move in the rebalance are read
+        # again from the start by their new owner: at least once, not exactly once.
+        while (set(seen) != set(values) or not shared()) and time.monotonic() < deadline:
             for c in consumers:
-                for records in c.poll(timeout_ms=100).values():
+                for records in c.poll(timeout_ms=500).values():
                     seen.extend(r.value for r in records)
-        assert sorted(seen) == sorted(values)
-        assignments = [c.assignment() for c in consumers]
-        assert all(assignments) and not (assignments[0] & assignments[1])
+        assert set(seen) == set(values)
+        assert shared(), [c.assignment() for c in consumers]
         for c in consumers:
             c.commit()
         c0 = consumers[0]
