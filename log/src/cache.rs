@@ -11,7 +11,9 @@
 //!
 //! Entries are `Bytes` (refcounted, `Send`) holding a byte range of one segment file of
 //! one log. A read answered by a single entry is a slice of it (no copy); a read
-//! spanning entries is copied once into a buffer sized for the whole answer. Entries
+//! spanning entries is copied once into a buffer sized for the whole answer, and when
+//! those entries are small (the pieces of writes) the answer replaces them, so the next
+//! reader of the same range (another consumer, or a re-read) gets a slice. Entries
 //! of a log and segment never overlap. The budget ([`LogConfig::cache_max_bytes`],
 //! `log.cache.max.bytes`) counts the bytes of the entries; when an insert would exceed
 //! it, the least recently used entries of any log of the shard are evicted. Bytes a
@@ -38,6 +40,10 @@ use bytes::{Bytes, BytesMut};
 /// (by a copy of both), so that a slow producer's many small writes do not become as
 /// many tiny entries. Copying is bounded by this much per write.
 const MERGE_BELOW_BYTES: usize = 64 * 1024;
+
+/// A read answer copied from several entries replaces them only when none is larger
+/// than this (see [`ReadCache::promote`]).
+const PROMOTE_PIECES_UP_TO_BYTES: usize = 256 * 1024;
 
 thread_local! {
     /// The shard's cache (a shard is one thread).
@@ -66,9 +72,6 @@ struct Entry {
     data: Bytes,
     /// Recency: the value of the cache's clock at the entry's last use.
     tick: u64,
-    /// Bytes counted against the budget: the entry's length, or for a part cut from
-    /// a larger entry, the whole allocation it keeps alive.
-    charge_bytes: usize,
 }
 
 impl Entry {
@@ -125,7 +128,7 @@ impl CacheInner {
     fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.lru.remove(&entry.tick);
-        self.used_bytes -= entry.charge_bytes;
+        self.used_bytes -= entry.data.len();
         Some(entry)
     }
 
@@ -139,20 +142,15 @@ impl CacheInner {
                 .entries
                 .remove(&key)
                 .expect("every recency record has its entry");
-            self.used_bytes -= entry.charge_bytes;
-            self.stats.evicted_bytes += entry.charge_bytes as u64;
+            self.used_bytes -= entry.data.len();
+            self.stats.evicted_bytes += entry.data.len() as u64;
         }
     }
 
     /// Inserts `data` at `key` unless it overlaps an entry or exceeds the budget.
     fn insert(&mut self, key: Key, data: Bytes) {
         let len = data.len();
-        self.insert_charged(key, data, len);
-    }
-
-    fn insert_charged(&mut self, key: Key, data: Bytes, charge_bytes: usize) {
-        let len = data.len();
-        if len == 0 || charge_bytes > self.budget_bytes {
+        if len == 0 || len > self.budget_bytes {
             return;
         }
         let end = key.file_pos + len as u64;
@@ -166,26 +164,19 @@ impl CacheInner {
             // Another reader cached (part of) the range meanwhile.
             return;
         }
-        self.make_room(charge_bytes);
+        self.make_room(len);
         let tick = self.tick();
-        self.used_bytes += charge_bytes;
+        self.used_bytes += len;
         self.stats.inserted_bytes += len as u64;
         self.lru.insert(tick, key);
-        self.entries.insert(
-            key,
-            Entry {
-                data,
-                tick,
-                charge_bytes,
-            },
-        );
+        self.entries.insert(key, Entry { data, tick });
     }
 
     fn check(&self) {
         debug_assert_eq!(self.entries.len(), self.lru.len());
         debug_assert_eq!(
             self.used_bytes,
-            self.entries.values().map(|e| e.charge_bytes).sum::<usize>()
+            self.entries.values().map(|e| e.data.len()).sum::<usize>()
         );
     }
 }
@@ -332,9 +323,11 @@ impl ReadCache {
     }
 
     /// Caches `data`, the bytes at `file_pos` of the segment, which a reader copied
-    /// together from several entries (the answer to a read), in place of them: the
-    /// entries it overlaps are cut to their parts outside it (slices, no copy), so
-    /// the next read of the same range is a slice of one entry.
+    /// together from several entries (the answer to a read), in place of them, so the
+    /// next read of the same range is a slice of one entry. The entries it overlaps
+    /// are cut to their parts outside it, copied, so that no memory is held twice.
+    /// Only done over entries of at most [`PROMOTE_PIECES_UP_TO_BYTES`] (the pieces
+    /// of writes): over read-ahead windows the copies would cost more than they save.
     pub(crate) fn promote(&self, log_id: u64, segment_base: i64, file_pos: u64, data: Bytes) {
         let mut inner = self.inner.borrow_mut();
         let len = data.len();
@@ -356,26 +349,31 @@ impl ReadCache {
             )
             .collect();
         overlapping.dedup();
+        if overlapping
+            .iter()
+            .any(|k| inner.entries[k].data.len() > PROMOTE_PIECES_UP_TO_BYTES)
+        {
+            return;
+        }
         let mut parts = Vec::new();
         for key in overlapping {
             let entry = inner.remove(&key).expect("just found");
             let entry_end = entry.end(&key);
             if key.file_pos < file_pos {
-                let front = entry.data.slice(..(file_pos - key.file_pos) as usize);
-                parts.push((key, front, entry.charge_bytes));
+                let front = &entry.data[..(file_pos - key.file_pos) as usize];
+                parts.push((key, Bytes::copy_from_slice(front)));
             }
             if entry_end > end {
-                let back = entry.data.slice((end - key.file_pos) as usize..);
+                let back = &entry.data[(end - key.file_pos) as usize..];
                 parts.push((
                     Key::new(log_id, segment_base, end),
-                    back,
-                    entry.charge_bytes,
+                    Bytes::copy_from_slice(back),
                 ));
             }
         }
         inner.insert(Key::new(log_id, segment_base, file_pos), data);
-        for (key, part, charge_bytes) in parts {
-            inner.insert_charged(key, part, charge_bytes);
+        for (key, part) in parts {
+            inner.insert(key, part);
         }
     }
 
@@ -515,25 +513,22 @@ mod tests {
         cache.promote(log, 0, 150, Bytes::from(answer.clone()));
         let (pos, data) = cache.get(log, 0, 160).unwrap();
         assert_eq!((pos, &data[..]), (150, &answer[..]));
-        // The cut entries keep their outside parts, charged as the whole allocation.
-        assert_eq!(
-            cache.get(log, 0, 120).map(|(p, d)| (p, d.len())),
-            Some((100, 50))
-        );
-        assert_eq!(
-            cache.get(log, 0, 260).map(|(p, d)| (p, d.len())),
-            Some((250, 50))
-        );
-        assert_eq!(
-            cache.get(log, 0, 0).map(|(p, d)| (p, d.len())),
-            Some((0, 100))
-        );
+        // The cut entries keep their outside parts.
+        let found = |pos| cache.get(log, 0, pos).map(|(p, d)| (p, d.len()));
+        assert_eq!(found(120), Some((100, 50)));
+        assert_eq!(found(260), Some((250, 50)));
+        assert_eq!(found(0), Some((0, 100)));
         let s = cache.stats();
-        assert_eq!((s.entries, s.used_bytes), (5, 100 + 100 + 100 + 100 + 100));
+        assert_eq!((s.entries, s.used_bytes), (5, 400));
         // Promoting over exactly one entry's range replaces it.
         cache.promote(log, 0, 0, bytes(100, 9));
         assert_eq!(cache.get(log, 0, 50).unwrap().1[0], 9);
         assert_eq!(cache.stats().entries, 5);
+        // Not over a large entry (a read-ahead window): nothing changes.
+        cache.insert_read(log, 0, 1000, bytes(PROMOTE_PIECES_UP_TO_BYTES + 1, 7));
+        cache.promote(log, 0, 350, bytes(700, 8));
+        assert_eq!(cache.get(log, 0, 360).unwrap().0, 300);
+        assert_eq!(cache.stats().entries, 6);
     }
 
     #[test]
