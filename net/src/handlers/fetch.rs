@@ -29,7 +29,7 @@ use sluice_rt::exec::spawn;
 use sluice_rt::sync::bounded;
 use sluice_rt::time::timeout;
 
-use super::gather;
+use super::{gather, has_partition, per_shard};
 use crate::api::{Handler, RequestContext};
 use crate::replica::{self, check_leader_epoch};
 use crate::shard::Shard;
@@ -62,7 +62,7 @@ impl Handler for Fetch {
         // One slot per requested partition, in request order; known partitions are
         // grouped by owning shard.
         let mut responses: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
-        let mut by_shard: Vec<Vec<FetchPart>> = (0..shard.count).map(|_| Vec::new()).collect();
+        let mut by_shard: Vec<Vec<FetchPart>> = per_shard(shard);
         for topic in request.topics {
             // One shared name per topic; each partition part clones the `Arc`.
             let name: Arc<str> = topic.topic.0.as_str().into();
@@ -70,9 +70,7 @@ impl Handler for Fetch {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
                 let slot = (responses.len(), partitions.len());
-                let known = metadata
-                    .as_ref()
-                    .is_some_and(|t| p.partition >= 0 && p.partition < t.partitions);
+                let known = has_partition(metadata.as_deref(), p.partition);
                 let mut data = PartitionData::default()
                     .with_partition_index(p.partition)
                     .with_high_watermark(-1)

@@ -11,11 +11,10 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 
-use sluice_core::ids::{ShardId, TopicPartition};
+use sluice_core::ids::TopicPartition;
 use sluice_core::ErrorCode;
-use sluice_rt::exec::spawn;
 
-use super::gather;
+use super::{has_partition, on_owners, per_shard, Part, Slot};
 use crate::api::{Handler, RequestContext};
 use crate::replica::check_leader_epoch;
 use crate::shard::Shard;
@@ -40,7 +39,7 @@ impl Handler for ListOffsets {
     ) -> Option<ListOffsetsResponse> {
         let shard = &ctx.shard;
         let mut topics = Vec::with_capacity(request.topics.len());
-        let mut by_shard: Vec<Vec<Lookup>> = (0..shard.count).map(|_| Vec::new()).collect();
+        let mut by_shard: Vec<Vec<Lookup>> = per_shard(shard);
         for topic in request.topics {
             // One shared name per topic; each partition part clones the `Arc`.
             let name: Arc<str> = topic.name.0.as_str().into();
@@ -53,10 +52,7 @@ impl Handler for ListOffsets {
                     .with_timestamp(-1)
                     .with_offset(-1)
                     .with_leader_epoch(if ctx.api_version >= 4 { 0 } else { -1 });
-                if metadata
-                    .as_ref()
-                    .is_some_and(|t| p.partition_index >= 0 && p.partition_index < t.partitions)
-                {
+                if has_partition(metadata.as_deref(), p.partition_index) {
                     by_shard[shard.owner(&name, p.partition_index)].push(Lookup {
                         slot,
                         tp: TopicPartition::new(name.clone(), p.partition_index),
@@ -78,13 +74,11 @@ impl Handler for ListOffsets {
                     .with_partitions(partitions),
             );
         }
-        let tasks = by_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, g)| !g.is_empty())
-            .map(|(owner, lookups)| spawn(lookup_on(shard.clone(), owner, lookups)))
-            .collect();
-        for (slot, outcome) in gather(tasks).await.into_iter().flatten() {
+        let found = on_owners(shard, by_shard, lookup_local, |_| {
+            Err(ErrorCode::NotLeaderOrFollower)
+        })
+        .await;
+        for (slot, outcome) in found {
             let response = &mut topics[slot.0].partitions[slot.1];
             match outcome {
                 Ok((found, leader_epoch)) => {
@@ -104,27 +98,23 @@ impl Handler for ListOffsets {
 }
 
 struct Lookup {
-    slot: (usize, usize),
+    slot: Slot,
     tp: TopicPartition,
     timestamp: i64,
     /// -1: not checked.
     current_leader_epoch: i32,
 }
 
-/// The (offset, timestamp) found if any, with the leader's current epoch.
-type Found = ((usize, usize), Result<(Option<(i64, i64)>, i32), ErrorCode>);
-
-async fn lookup_on(shard: Rc<Shard>, owner: ShardId, lookups: Vec<Lookup>) -> Vec<Found> {
-    let slots: Vec<_> = lookups.iter().map(|l| l.slot).collect();
-    match shard.run_on(owner, move |s| lookup_local(s, lookups)).await {
-        Ok(found) => found,
-        Err(_) => slots
-            .into_iter()
-            .map(|slot| (slot, Err(ErrorCode::NotLeaderOrFollower)))
-            .collect(),
+impl Part for Lookup {
+    fn slot(&self) -> Slot {
+        self.slot
     }
 }
 
+/// The (offset, timestamp) found if any, with the leader's current epoch.
+type Found = (Slot, Result<(Option<(i64, i64)>, i32), ErrorCode>);
+
+/// On the owning shard.
 async fn lookup_local(shard: Rc<Shard>, lookups: Vec<Lookup>) -> Vec<Found> {
     let mut out = Vec::with_capacity(lookups.len());
     for lookup in lookups {

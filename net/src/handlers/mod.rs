@@ -26,6 +26,8 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
+use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use kafka_protocol::messages::TopicName;
@@ -33,9 +35,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use sluice_coordination::{NewTopic, TopicMetadata};
 use sluice_core::ErrorCode;
-use sluice_rt::exec::Task;
+use sluice_rt::exec::{spawn, Task};
 
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardGone};
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -56,6 +58,62 @@ pub(crate) async fn gather<T: 'static>(tasks: Vec<Task<T>>) -> Vec<T> {
         out.push(task.await);
     }
     out
+}
+
+/// Where one partition's answer goes in a response: (topic index, partition index),
+/// in request order.
+pub(crate) type Slot = (usize, usize);
+
+/// One partition's part of a request, on its way to the shard that owns the partition.
+pub(crate) trait Part: Send + 'static {
+    fn slot(&self) -> Slot;
+}
+
+/// No parts yet for each shard of this broker, indexed by owning shard id.
+pub(crate) fn per_shard<P>(shard: &Shard) -> Vec<Vec<P>> {
+    (0..shard.count).map(|_| Vec::new()).collect()
+}
+
+/// Whether `partition` is one of the partitions of `topic` (`None`: an unknown topic).
+pub(crate) fn has_partition(topic: Option<&TopicMetadata>, partition: i32) -> bool {
+    topic.is_some_and(|t| partition >= 0 && partition < t.partitions)
+}
+
+/// Runs `local` on every shard that owns some of the parts (`by_shard`, indexed by
+/// owning shard id), concurrently, and returns every part's outcome with its slot. The
+/// parts sent to a shard that is gone (shutting down) get `gone`'s outcome.
+pub(crate) async fn on_owners<P, R, F, Fut>(
+    shard: &Rc<Shard>,
+    by_shard: Vec<Vec<P>>,
+    local: F,
+    gone: fn(ShardGone) -> R,
+) -> Vec<(Slot, R)>
+where
+    P: Part,
+    R: Send + 'static,
+    F: FnOnce(Rc<Shard>, Vec<P>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<(Slot, R)>> + 'static,
+{
+    let tasks = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, parts)| !parts.is_empty())
+        .map(|(owner, parts)| {
+            let shard = shard.clone();
+            let local = local.clone();
+            spawn(async move {
+                let slots: Vec<Slot> = parts.iter().map(Part::slot).collect();
+                match shard.run_on(owner, move |s| local(s, parts)).await {
+                    Ok(outcomes) => outcomes,
+                    Err(shard_gone) => slots
+                        .into_iter()
+                        .map(|slot| (slot, gone(shard_gone)))
+                        .collect(),
+                }
+            })
+        })
+        .collect();
+    gather(tasks).await.into_iter().flatten().collect()
 }
 
 /// The topic named, creating it with the broker's defaults if it does not exist and

@@ -14,12 +14,11 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use sluice_core::ids::{ShardId, TopicPartition};
+use sluice_core::ids::TopicPartition;
 use sluice_core::ErrorCode;
 use sluice_log::PartitionLog;
-use sluice_rt::exec::spawn;
 
-use super::gather;
+use super::{has_partition, on_owners, per_shard, Part, Slot};
 use crate::api::{Handler, RequestContext};
 use crate::shard::Shard;
 
@@ -43,7 +42,7 @@ impl Handler for OffsetForLeaderEpoch {
     ) -> Option<OffsetForLeaderEpochResponse> {
         let shard = &ctx.shard;
         let mut topics = Vec::with_capacity(request.topics.len());
-        let mut by_shard: Vec<Vec<Lookup>> = (0..shard.count).map(|_| Vec::new()).collect();
+        let mut by_shard: Vec<Vec<Lookup>> = per_shard(shard);
         for topic in request.topics {
             let name: Arc<str> = topic.topic.0.as_str().into();
             let metadata = shard.topic(&name);
@@ -54,10 +53,7 @@ impl Handler for OffsetForLeaderEpoch {
                     .with_partition(p.partition)
                     .with_leader_epoch(UNDEFINED_EPOCH)
                     .with_end_offset(UNDEFINED_EPOCH_OFFSET);
-                if metadata
-                    .as_ref()
-                    .is_some_and(|t| p.partition >= 0 && p.partition < t.partitions)
-                {
+                if has_partition(metadata.as_deref(), p.partition) {
                     by_shard[shard.owner(&name, p.partition)].push(Lookup {
                         slot,
                         tp: TopicPartition::new(name.clone(), p.partition),
@@ -75,13 +71,12 @@ impl Handler for OffsetForLeaderEpoch {
                     .with_partitions(partitions),
             );
         }
-        let tasks = by_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, g)| !g.is_empty())
-            .map(|(owner, lookups)| spawn(lookup_on(shard.clone(), owner, lookups)))
-            .collect();
-        for (slot, found) in gather(tasks).await.into_iter().flatten() {
+        let local = |s: Rc<Shard>, lookups| async move { lookup_local(&s, lookups) };
+        let found = on_owners(shard, by_shard, local, |_| {
+            Err(ErrorCode::NotLeaderOrFollower)
+        })
+        .await;
+        for (slot, found) in found {
             let answer = &mut topics[slot.0].partitions[slot.1];
             match found {
                 Ok((epoch, end_offset)) => {
@@ -97,27 +92,19 @@ impl Handler for OffsetForLeaderEpoch {
 
 /// One partition's question, on its way to the owning shard.
 struct Lookup {
-    slot: (usize, usize),
+    slot: Slot,
     tp: TopicPartition,
     current_leader_epoch: i32,
     leader_epoch: i32,
 }
 
-type Found = ((usize, usize), Result<(i32, i64), ErrorCode>);
-
-async fn lookup_on(shard: Rc<Shard>, owner: ShardId, lookups: Vec<Lookup>) -> Vec<Found> {
-    let slots: Vec<_> = lookups.iter().map(|l| l.slot).collect();
-    match shard
-        .run_on(owner, move |s| async move { lookup_local(&s, lookups) })
-        .await
-    {
-        Ok(found) => found,
-        Err(_) => slots
-            .into_iter()
-            .map(|slot| (slot, Err(ErrorCode::NotLeaderOrFollower)))
-            .collect(),
+impl Part for Lookup {
+    fn slot(&self) -> Slot {
+        self.slot
     }
 }
+
+type Found = (Slot, Result<(i32, i64), ErrorCode>);
 
 /// On the owning shard.
 fn lookup_local(shard: &Shard, lookups: Vec<Lookup>) -> Vec<Found> {

@@ -25,13 +25,15 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use sluice_core::ids::{ShardId, TopicPartition};
+use sluice_core::ids::TopicPartition;
 use sluice_core::ErrorCode;
 use sluice_log::AppendInfo;
 use sluice_rt::exec::spawn;
 use sluice_rt::time::now_ms;
 
-use super::{gather, message, min_insync_replicas, topic_or_auto_create};
+use super::{
+    gather, message, min_insync_replicas, on_owners, per_shard, topic_or_auto_create, Part, Slot,
+};
 use crate::api::{Handler, RequestContext};
 use crate::replica::{await_high_watermark, Replica, Replication, RoleView};
 use crate::shard::Shard;
@@ -86,7 +88,7 @@ impl Handler for Produce {
         // appended are grouped by owning shard.
         let shard = &ctx.shard;
         let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
-        let mut by_shard: Vec<Vec<ProducePart>> = (0..shard.count).map(|_| Vec::new()).collect();
+        let mut by_shard: Vec<Vec<ProducePart>> = per_shard(shard);
         for topic in request.topic_data {
             // One shared name per topic; each partition part clones the `Arc`.
             let name: Arc<str> = topic.name.0.as_str().into();
@@ -133,21 +135,13 @@ impl Handler for Produce {
             );
         }
 
-        let tasks = by_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, parts)| !parts.is_empty())
-            .map(|(owner, parts)| {
-                spawn(append_on(
-                    shard.clone(),
-                    owner,
-                    parts,
-                    Acks::from(acks),
-                    timeout_ms,
-                ))
-            })
-            .collect();
-        for (slot, outcome) in gather(tasks).await.into_iter().flatten() {
+        let wait_for = Acks::from(acks);
+        let local = move |s, parts| append_local(s, parts, wait_for, timeout_ms);
+        let outcomes = on_owners(shard, by_shard, local, |gone| {
+            Err((ErrorCode::NotLeaderOrFollower, gone.to_string()))
+        })
+        .await;
+        for (slot, outcome) in outcomes {
             let response = &mut responses[slot.0].partition_responses[slot.1];
             match outcome {
                 Ok(info) => {
@@ -167,7 +161,7 @@ impl Handler for Produce {
 
 /// One partition's batch, on its way to the owning shard.
 struct ProducePart {
-    slot: (usize, usize),
+    slot: Slot,
     tp: TopicPartition,
     records: Bytes,
     /// The topic's `min.insync.replicas` for acks=all (1 otherwise).
@@ -193,7 +187,13 @@ impl From<i16> for Acks {
     }
 }
 
-type PartOutcome = ((usize, usize), Result<AppendInfo, (ErrorCode, String)>);
+impl Part for ProducePart {
+    fn slot(&self) -> Slot {
+        self.slot
+    }
+}
+
+type PartOutcome = (Slot, Result<AppendInfo, (ErrorCode, String)>);
 
 fn partition_response(index: i32, code: ErrorCode) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -202,33 +202,6 @@ fn partition_response(index: i32, code: ErrorCode) -> PartitionProduceResponse {
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
-}
-
-async fn append_on(
-    shard: Rc<Shard>,
-    owner: ShardId,
-    parts: Vec<ProducePart>,
-    acks: Acks,
-    timeout_ms: u64,
-) -> Vec<PartOutcome> {
-    let slots: Vec<_> = parts.iter().map(|p| p.slot).collect();
-    match shard
-        .run_on(owner, move |owner_shard| {
-            append_local(owner_shard, parts, acks, timeout_ms)
-        })
-        .await
-    {
-        Ok(outcomes) => outcomes,
-        Err(gone) => slots
-            .into_iter()
-            .map(|slot| {
-                (
-                    slot,
-                    Err((ErrorCode::NotLeaderOrFollower, gone.to_string())),
-                )
-            })
-            .collect(),
-    }
 }
 
 /// Appends each part to its log on this (the owning) shard, concurrently across
