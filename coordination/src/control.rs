@@ -356,7 +356,7 @@ fn topic_to_store(topic: &TopicMetadata) -> StoredTopic {
 
 /// A random topic id Kafka would accept: not the reserved zero or one UUIDs, and not
 /// one whose string form starts with `-` (Kafka avoids those; they read as flags).
-pub(crate) fn new_topic_id() -> [u8; 16] {
+fn new_topic_id() -> [u8; 16] {
     loop {
         let id = *uuid::Uuid::new_v4().as_bytes();
         let reserved = id[..15].iter().all(|&b| b == 0) && id[15] <= 1;
@@ -366,23 +366,23 @@ pub(crate) fn new_topic_id() -> [u8; 16] {
     }
 }
 
-/// Marks every item whose key occurs more than once; Kafka answers those INVALID_REQUEST.
-pub(crate) fn duplicates<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
-    let mut seen = BTreeSet::new();
-    let mut duplicated = BTreeSet::new();
-    for key in keys {
-        if !seen.insert(key) {
-            duplicated.insert(key);
-        }
+/// The id of a new topic: zero when only validating.
+pub(crate) fn topic_id(validate_only: bool) -> [u8; 16] {
+    if validate_only {
+        [0; 16]
+    } else {
+        new_topic_id()
     }
-    duplicated
 }
 
-pub(crate) fn duplicate_error(name: &str) -> ControlError {
-    ControlError::new(
-        ErrorCode::InvalidRequest,
-        format!("Duplicate topic {name:?} in the request."),
-    )
+/// Replaces every successful answer with `error` (the change they made was not
+/// persisted).
+fn fail_successes<T>(answers: &mut [Result<T, ControlError>], error: &ControlError) {
+    for answer in answers {
+        if answer.is_ok() {
+            *answer = Err(error.clone());
+        }
+    }
 }
 
 /// The control thread's state. Lives on the control thread only.
@@ -464,22 +464,18 @@ impl Controller {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<Arc<TopicMetadata>, ControlError>> {
-        let duplicated = duplicates(topics.iter().map(|t| t.name.as_str()));
-        let mut collision_keys: BTreeMap<String, Arc<str>> = self
-            .topics
-            .keys()
-            .map(|name| (rules::collision_key(name), name.clone()))
-            .collect();
+        let duplicated = rules::duplicates(topics.iter().map(|t| t.name.as_str()));
+        let mut names = rules::TopicNames::new(&self.topics);
         let mut answers = Vec::with_capacity(topics.len());
         let mut created = Vec::new();
         for topic in &topics {
-            let answer = if duplicated.contains(topic.name.as_str()) {
-                Err(duplicate_error(&topic.name))
+            let answer = if duplicated.contains(&topic.name) {
+                Err(rules::duplicate_error(&topic.name))
             } else {
-                self.check_new_topic(topic, &collision_keys, validate_only)
+                self.check_new_topic(topic, &names, validate_only)
             };
             if let Ok(metadata) = &answer {
-                collision_keys.insert(rules::collision_key(&metadata.name), metadata.name.clone());
+                names.take(&metadata.name);
                 if !validate_only {
                     created.push(metadata.clone());
                 }
@@ -494,11 +490,7 @@ impl Controller {
             next_topics.insert(topic.name.clone(), topic.clone());
         }
         if let Err(error) = self.commit(next_topics, self.stored.next_producer_id_block) {
-            for answer in &mut answers {
-                if answer.is_ok() {
-                    *answer = Err(error.clone());
-                }
-            }
+            fail_successes(&mut answers, &error);
         } else {
             for topic in &created {
                 tracing::info!(topic = %topic.name, partitions = topic.partitions, "created topic");
@@ -511,79 +503,40 @@ impl Controller {
     fn check_new_topic(
         &self,
         topic: &NewTopic,
-        collision_keys: &BTreeMap<String, Arc<str>>,
+        names: &rules::TopicNames,
         validate_only: bool,
     ) -> Result<Arc<TopicMetadata>, ControlError> {
-        rules::validate_topic_name(&topic.name)?;
-        if self.topics.contains_key(topic.name.as_str()) {
-            return Err(ControlError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("Topic '{}' already exists.", topic.name),
-            ));
-        }
-        if let Some(existing) = collision_keys.get(&rules::collision_key(&topic.name)) {
-            return Err(ControlError::new(
-                ErrorCode::InvalidTopicException,
-                format!(
-                    "Topic '{}' collides with existing topic: {existing}",
-                    topic.name
-                ),
-            ));
-        }
-        let partitions =
-            rules::resolve_partitions(topic.num_partitions, self.config.num_partitions)?;
-        let replication_factor = rules::resolve_replication_factor(
-            topic.replication_factor,
+        names.check(&topic.name)?;
+        let broker_id = self.config.broker_id;
+        let metadata = rules::new_topic(
+            topic,
+            &self.config,
             self.config.default_replication_factor,
             1,
+            topic_id(validate_only),
+            |partitions, _| vec![PartitionState::single(broker_id); partitions as usize],
         )?;
-        let log_config = LogConfig::for_topic(&self.config.log, &topic.configs)
-            .map_err(|error| ControlError::new(ErrorCode::InvalidConfig, error.to_string()))?;
-        Ok(Arc::new(TopicMetadata {
-            name: topic.name.as_str().into(),
-            id: if validate_only {
-                [0; 16]
-            } else {
-                new_topic_id()
-            },
-            partitions,
-            replication_factor,
-            configs: topic.configs.clone(),
-            log_config,
-            internal: rules::is_internal_topic(&topic.name),
-            partition_states: vec![
-                PartitionState::single(self.config.broker_id);
-                partitions as usize
-            ],
-        }))
+        Ok(Arc::new(metadata))
     }
 
     fn delete_topics(&mut self, names: Vec<String>) -> Vec<Result<[u8; 16], ControlError>> {
         if !self.config.delete_topic_enable {
             return names
                 .iter()
-                .map(|_| {
-                    Err(ControlError::new(
-                        ErrorCode::TopicDeletionDisabled,
-                        "Topic deletion is disabled (delete.topic.enable=false).",
-                    ))
-                })
+                .map(|_| Err(rules::deletion_disabled_error()))
                 .collect();
         }
-        let duplicated = duplicates(names.iter().map(String::as_str));
+        let duplicated = rules::duplicates(names.iter().map(String::as_str));
         let mut next_topics = self.topics.clone();
         let mut answers: Vec<Result<[u8; 16], ControlError>> = names
             .iter()
             .map(|name| {
-                if duplicated.contains(name.as_str()) {
-                    return Err(duplicate_error(name));
+                if duplicated.contains(name) {
+                    return Err(rules::duplicate_error(name));
                 }
                 match next_topics.remove(name.as_str()) {
                     Some(topic) => Ok(topic.id),
-                    None => Err(ControlError::new(
-                        ErrorCode::UnknownTopicOrPartition,
-                        "This server does not host this topic-partition.",
-                    )),
+                    None => Err(rules::unknown_topic_error()),
                 }
             })
             .collect();
@@ -591,11 +544,7 @@ impl Controller {
             return answers;
         }
         if let Err(error) = self.commit(next_topics, self.stored.next_producer_id_block) {
-            for answer in &mut answers {
-                if answer.is_ok() {
-                    *answer = Err(error.clone());
-                }
-            }
+            fail_successes(&mut answers, &error);
         } else {
             for (name, answer) in names.iter().zip(&answers) {
                 if answer.is_ok() {
@@ -611,53 +560,29 @@ impl Controller {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     ) -> Vec<Result<(), ControlError>> {
-        let duplicated = duplicates(topics.iter().map(|(name, _)| name.as_str()));
+        let duplicated = rules::duplicates(topics.iter().map(|(name, _)| name.as_str()));
         let mut next_topics = self.topics.clone();
         let mut changed = false;
         let mut answers: Vec<Result<(), ControlError>> = topics
             .iter()
             .map(|(name, count)| {
-                if duplicated.contains(name.as_str()) {
-                    return Err(duplicate_error(name));
+                if duplicated.contains(name) {
+                    return Err(rules::duplicate_error(name));
                 }
-                let Some(topic) = next_topics.get(name.as_str()) else {
-                    return Err(ControlError::new(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("The topic '{name}' does not exist."),
-                    ));
-                };
-                if *count < topic.partitions {
-                    return Err(ControlError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!(
-                            "Topic currently has {} partitions, which is higher than the requested {count}.",
-                            topic.partitions
-                        ),
-                    ));
-                }
-                if *count == topic.partitions {
-                    return Err(ControlError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!("Topic already has {} partitions.", topic.partitions),
-                    ));
-                }
-                if topic.internal {
-                    return Err(ControlError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!(
-                            "The partition count of internal topic {name} is fixed: groups map to its partitions by hash."
-                        ),
-                    ));
-                }
-                rules::check_partition_limit(*count)?;
+                let topic = rules::check_new_partitions(
+                    name,
+                    next_topics.get(name.as_str()).map(|t| &**t),
+                    *count,
+                )?;
                 if !validate_only {
                     let mut grown = TopicMetadata {
                         partitions: *count,
                         ..TopicMetadata::clone(topic)
                     };
-                    grown
-                        .partition_states
-                        .resize(*count as usize, PartitionState::single(self.config.broker_id));
+                    grown.partition_states.resize(
+                        *count as usize,
+                        PartitionState::single(self.config.broker_id),
+                    );
                     next_topics.insert(grown.name.clone(), Arc::new(grown));
                     changed = true;
                 }
@@ -668,11 +593,7 @@ impl Controller {
             return answers;
         }
         if let Err(error) = self.commit(next_topics, self.stored.next_producer_id_block) {
-            for answer in &mut answers {
-                if answer.is_ok() {
-                    *answer = Err(error.clone());
-                }
-            }
+            fail_successes(&mut answers, &error);
         }
         answers
     }

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_core::config::{BrokerConfig, LogConfig};
+use sluice_core::config::BrokerConfig;
 use sluice_core::ErrorCode;
 use sluice_rt::sync::{bounded, oneshot, unbounded, Receiver, Sender};
 use tokio::time::Instant;
@@ -47,8 +47,7 @@ use self::znodes::{
     ClusterIdZnode, ConfigZnode, ControllerZnode, ProducerIdBlockZnode, StateZnode, TopicZnode,
 };
 use crate::control::{
-    duplicate_error, duplicates, new_topic_id, ControlHandle, ControlRequest, SnapshotUpdate,
-    Started, PRODUCER_ID_BLOCK_SIZE,
+    topic_id, ControlHandle, ControlRequest, SnapshotUpdate, Started, PRODUCER_ID_BLOCK_SIZE,
 };
 use crate::error::{ControlError, CoordinationError};
 use crate::metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, PartitionState, TopicMetadata};
@@ -397,6 +396,10 @@ struct ControllerTerm {
 /// Called with the applied snapshot and whether the deadline has passed; answers the
 /// request and returns true when done.
 type WaitCheck = Box<dyn FnMut(&MetadataSnapshot, bool) -> bool>;
+
+/// Changes a request made, each with the index of its answer, waiting for the applied
+/// snapshot to show them.
+type Pending<P> = Vec<(usize, P)>;
 
 /// A request answered once the applied snapshot shows its outcome, or at `deadline`.
 struct Waiter {
@@ -990,60 +993,43 @@ impl ZkControl {
         validate_only: bool,
         reply: Sender<Vec<Result<Arc<TopicMetadata>, ControlError>>>,
     ) {
-        let duplicated: BTreeSet<String> = duplicates(topics.iter().map(|t| t.name.as_str()))
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let mut collision_keys: BTreeMap<String, Arc<str>> = self
-            .applied
-            .topics
-            .keys()
-            .map(|name| (rules::collision_key(name), name.clone()))
-            .collect();
+        let duplicated = rules::duplicates(topics.iter().map(|t| t.name.as_str()));
         let live = self.live_brokers();
+        let mut names = rules::TopicNames::new(&self.applied.topics);
         let mut answers = Vec::with_capacity(topics.len());
-        let mut created: Vec<(usize, Arc<str>, [u8; 16])> = Vec::new();
+        let mut created: Pending<(Arc<str>, [u8; 16])> = Vec::new();
         for (index, topic) in topics.iter().enumerate() {
             let mut answer = if duplicated.contains(&topic.name) {
-                Err(duplicate_error(&topic.name))
+                Err(rules::duplicate_error(&topic.name))
             } else {
-                self.check_new_topic(topic, &collision_keys, &live, validate_only)
+                self.check_new_topic(topic, &names, &live, validate_only)
             };
             if let Ok(metadata) = &answer {
                 if !validate_only {
                     match self.write_new_topic(metadata).await {
-                        Ok(()) => created.push((index, metadata.name.clone(), metadata.id)),
+                        Ok(()) => created.push((index, (metadata.name.clone(), metadata.id))),
                         Err(error) => answer = Err(error),
                     }
                 }
             }
             if let Ok(metadata) = &answer {
-                collision_keys.insert(rules::collision_key(&metadata.name), metadata.name.clone());
+                names.take(&metadata.name);
             }
             answers.push(answer);
         }
-        if created.is_empty() {
-            let _ = reply.try_send(answers);
-            return;
-        }
-        self.refresh().await;
-        self.wait_for(Box::new(move |snapshot, timed_out| {
-            created.retain(|(index, name, id)| match snapshot.topic(name) {
-                Some(topic) if topic.id == *id && all_led(topic) => {
-                    answers[*index] = Ok(topic.clone());
-                    false
-                }
-                _ => true,
-            });
-            if !created.is_empty() && !timed_out {
-                return false;
-            }
-            for (index, name, _) in created.drain(..) {
-                answers[index] = Err(timed_out_topic(&name));
-            }
-            let _ = reply.try_send(std::mem::take(&mut answers));
-            true
-        }));
+        self.reply_when_applied(
+            reply,
+            answers,
+            created,
+            |snapshot, (name, id)| {
+                snapshot
+                    .topic(name)
+                    .filter(|topic| topic.id == *id && all_led(topic))
+                    .cloned()
+            },
+            |(name, _)| timed_out_topic(name),
+        )
+        .await;
     }
 
     /// Checks one topic of CreateTopics against the applied snapshot and builds its
@@ -1051,62 +1037,37 @@ impl ZkControl {
     fn check_new_topic(
         &self,
         topic: &NewTopic,
-        collision_keys: &BTreeMap<String, Arc<str>>,
+        names: &rules::TopicNames,
         live: &[i32],
         validate_only: bool,
     ) -> Result<Arc<TopicMetadata>, ControlError> {
-        rules::validate_topic_name(&topic.name)?;
-        if self.applied.topics.contains_key(topic.name.as_str()) {
-            return Err(ControlError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("Topic '{}' already exists.", topic.name),
-            ));
-        }
-        if let Some(existing) = collision_keys.get(&rules::collision_key(&topic.name)) {
-            return Err(ControlError::new(
-                ErrorCode::InvalidTopicException,
-                format!(
-                    "Topic '{}' collides with existing topic: {existing}",
-                    topic.name
-                ),
-            ));
-        }
-        let partitions =
-            rules::resolve_partitions(topic.num_partitions, self.config.num_partitions)?;
+        names.check(&topic.name)?;
         let default_factor = if topic.name == rules::CONSUMER_OFFSETS_TOPIC {
             self.config.offsets_topic_replication_factor
         } else {
             self.config.default_replication_factor
         };
-        let replication_factor = rules::resolve_replication_factor(
-            topic.replication_factor,
+        let metadata = rules::new_topic(
+            topic,
+            &self.config,
             default_factor,
             live.len(),
-        )?;
-        let log_config = LogConfig::for_topic(&self.config.log, &topic.configs)
-            .map_err(|error| ControlError::new(ErrorCode::InvalidConfig, error.to_string()))?;
-        let assignment = assign::assign_replicas(
-            live,
-            partitions,
-            replication_factor as usize,
-            0,
-            assign::random_index(live.len()),
-            assign::random_index(live.len()),
-        );
-        Ok(Arc::new(TopicMetadata {
-            name: topic.name.as_str().into(),
-            id: if validate_only {
-                [0; 16]
-            } else {
-                new_topic_id()
+            topic_id(validate_only),
+            |partitions, replication_factor| {
+                assign::assign_replicas(
+                    live,
+                    partitions,
+                    replication_factor as usize,
+                    0,
+                    assign::random_index(live.len()),
+                    assign::random_index(live.len()),
+                )
+                .into_iter()
+                .map(view::stateless)
+                .collect()
             },
-            partitions,
-            replication_factor,
-            configs: topic.configs.clone(),
-            log_config,
-            internal: rules::is_internal_topic(&topic.name),
-            partition_states: assignment.into_iter().map(view::stateless).collect(),
-        }))
+        )?;
+        Ok(Arc::new(metadata))
     }
 
     /// Writes `/config/topics/<t>`, then `/brokers/topics/<t>` (Kafka's order).
@@ -1140,10 +1101,7 @@ impl ZkControl {
                 tracing::info!(topic = %topic.name, ?assignment, "created topic");
                 Ok(())
             }
-            Err(zookeeper_client::Error::NodeExists) => Err(ControlError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("Topic '{}' already exists.", topic.name),
-            )),
+            Err(zookeeper_client::Error::NodeExists) => Err(rules::topic_exists_error(&topic.name)),
             Err(error) => Err(server_error(&path, error)),
         }
     }
@@ -1156,58 +1114,42 @@ impl ZkControl {
         if !self.config.delete_topic_enable {
             let answers = names
                 .iter()
-                .map(|_| {
-                    Err(ControlError::new(
-                        ErrorCode::TopicDeletionDisabled,
-                        "Topic deletion is disabled (delete.topic.enable=false).",
-                    ))
-                })
+                .map(|_| Err(rules::deletion_disabled_error()))
                 .collect();
             let _ = reply.try_send(answers);
             return;
         }
-        let duplicated: BTreeSet<String> = duplicates(names.iter().map(String::as_str))
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let duplicated = rules::duplicates(names.iter().map(String::as_str));
         let mut answers = Vec::with_capacity(names.len());
-        let mut pending: Vec<(usize, String, [u8; 16])> = Vec::new();
+        let mut pending: Pending<(String, [u8; 16])> = Vec::new();
         for (index, name) in names.iter().enumerate() {
             let answer = if duplicated.contains(name) {
-                Err(duplicate_error(name))
+                Err(rules::duplicate_error(name))
             } else if let Some(topic) = self.applied.topic(name) {
                 let path = znodes::delete_path(name);
                 match create_if_missing(&self.session.client, &path, b"").await {
                     Ok(()) => {
-                        pending.push((index, name.clone(), topic.id));
+                        pending.push((index, (name.clone(), topic.id)));
                         Ok(topic.id)
                     }
                     Err(error) => Err(server_error(&path, error)),
                 }
             } else {
-                Err(ControlError::new(
-                    ErrorCode::UnknownTopicOrPartition,
-                    "This server does not host this topic-partition.",
-                ))
+                Err(rules::unknown_topic_error())
             };
             answers.push(answer);
         }
-        if pending.is_empty() {
-            let _ = reply.try_send(answers);
-            return;
-        }
-        self.refresh().await;
-        self.wait_for(Box::new(move |snapshot, timed_out| {
-            pending.retain(|(_, name, id)| snapshot.topic(name).is_some_and(|t| t.id == *id));
-            if !pending.is_empty() && !timed_out {
-                return false;
-            }
-            for (index, name, _) in pending.drain(..) {
-                answers[index] = Err(timeout_error(&format!("Deleting topic {name}")));
-            }
-            let _ = reply.try_send(std::mem::take(&mut answers));
-            true
-        }));
+        self.reply_when_applied(
+            reply,
+            answers,
+            pending,
+            |snapshot, (name, id)| {
+                let gone = snapshot.topic(name).is_none_or(|t| t.id != *id);
+                gone.then_some(*id)
+            },
+            |(name, _)| timeout_error(&format!("Deleting topic {name}")),
+        )
+        .await;
     }
 
     async fn create_partitions(
@@ -1216,79 +1158,80 @@ impl ZkControl {
         validate_only: bool,
         reply: Sender<Vec<Result<(), ControlError>>>,
     ) {
-        let duplicated: BTreeSet<String> = duplicates(topics.iter().map(|(n, _)| n.as_str()))
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let duplicated = rules::duplicates(topics.iter().map(|(n, _)| n.as_str()));
         let mut answers = Vec::with_capacity(topics.len());
-        let mut pending: Vec<(usize, String, i32)> = Vec::new();
+        let mut pending: Pending<(String, i32)> = Vec::new();
         for (index, (name, count)) in topics.iter().enumerate() {
             let answer = if duplicated.contains(name) {
-                Err(duplicate_error(name))
+                Err(rules::duplicate_error(name))
             } else {
                 match self.check_new_partitions(name, *count) {
                     Err(error) => Err(error),
                     Ok(()) if validate_only => Ok(()),
                     Ok(()) => self.add_partitions(name, *count).await.map(|()| {
-                        pending.push((index, name.clone(), *count));
+                        pending.push((index, (name.clone(), *count)));
                     }),
                 }
             };
             answers.push(answer);
         }
+        self.reply_when_applied(
+            reply,
+            answers,
+            pending,
+            |snapshot, (name, count)| {
+                snapshot
+                    .topic(name)
+                    .is_some_and(|t| t.partitions >= *count && all_led(t))
+                    .then_some(())
+            },
+            |(name, _)| timed_out_topic(name),
+        )
+        .await;
+    }
+
+    /// Sends `answers` on `reply` once the applied snapshot shows every pending change
+    /// (`(index of its answer, change)`): `applied` gives the change's answer once the
+    /// snapshot shows it. Changes not shown within [`REQUEST_WAIT`] are answered
+    /// `timed_out`. With nothing pending the answers leave at once.
+    async fn reply_when_applied<T: 'static, P: 'static>(
+        &mut self,
+        reply: Sender<Vec<Result<T, ControlError>>>,
+        mut answers: Vec<Result<T, ControlError>>,
+        mut pending: Pending<P>,
+        mut applied: impl FnMut(&MetadataSnapshot, &P) -> Option<T> + 'static,
+        timed_out: impl Fn(&P) -> ControlError + 'static,
+    ) {
         if pending.is_empty() {
             let _ = reply.try_send(answers);
             return;
         }
         self.refresh().await;
-        self.wait_for(Box::new(move |snapshot, timed_out| {
-            pending.retain(|(_, name, count)| {
-                !snapshot
-                    .topic(name)
-                    .is_some_and(|t| t.partitions >= *count && all_led(t))
+        self.wait_for(Box::new(move |snapshot, timed_out_now| {
+            pending.retain(|(index, change)| match applied(snapshot, change) {
+                Some(answer) => {
+                    answers[*index] = Ok(answer);
+                    false
+                }
+                None => true,
             });
-            if !pending.is_empty() && !timed_out {
+            if !pending.is_empty() && !timed_out_now {
                 return false;
             }
-            for (index, name, _) in pending.drain(..) {
-                answers[index] = Err(timed_out_topic(&name));
+            for (index, change) in pending.drain(..) {
+                answers[index] = Err(timed_out(&change));
             }
             let _ = reply.try_send(std::mem::take(&mut answers));
             true
         }));
     }
 
+    /// CreatePartitions' checks against the applied snapshot: Kafka's rules
+    /// ([`rules::check_new_partitions`]), and enough live brokers for the topic's
+    /// replication factor.
     fn check_new_partitions(&self, name: &str, count: i32) -> Result<(), ControlError> {
-        let Some(topic) = self.applied.topic(name) else {
-            return Err(ControlError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("The topic '{name}' does not exist."),
-            ));
-        };
-        if count < topic.partitions {
-            return Err(ControlError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "Topic currently has {} partitions, which is higher than the requested {count}.",
-                    topic.partitions
-                ),
-            ));
-        }
-        if count == topic.partitions {
-            return Err(ControlError::new(
-                ErrorCode::InvalidPartitions,
-                format!("Topic already has {} partitions.", topic.partitions),
-            ));
-        }
-        if topic.internal {
-            return Err(ControlError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "The partition count of internal topic {name} is fixed: groups map to its partitions by hash."
-                ),
-            ));
-        }
-        rules::check_partition_limit(count)?;
+        let topic =
+            rules::check_new_partitions(name, self.applied.topic(name).map(|t| &**t), count)?;
         let live = self.applied.brokers.len();
         if topic.replication_factor as usize > live {
             return Err(ControlError::new(
