@@ -41,6 +41,9 @@
 //! `std::fs` (they are written at roll, close, epoch change and DeleteRecords only,
 //! never on the append or read path, and are small enough that blocking the shard for
 //! them is cheaper than the machinery to avoid it).
+//! The shard's [`ReadCache`] holds copies of segment bytes whose write completed (or
+//! that were read back from the file); it is only a cache, never a source of truth,
+//! and it is invalidated by every operation that changes or removes those bytes.
 //! 1. A new segment file is created and its directory fsynced before its first write
 //!    is acknowledged.
 //! 2. Batches are written into the segment (space preallocated ahead with
