@@ -258,13 +258,7 @@ pub fn start(
         topics.clone(),
     ));
 
-    let mut shard_senders = Vec::with_capacity(shard_count);
-    let mut shard_receivers = Vec::with_capacity(shard_count);
-    for _ in 0..shard_count {
-        let (sender, receiver) = unbounded();
-        shard_senders.push(sender);
-        shard_receivers.push(receiver);
-    }
+    let (shard_senders, shard_receivers) = shard_channels(shard_count);
     let (requests, request_receiver) = unbounded();
     let (stop, stop_receiver) = bounded(1);
     let latest = Arc::new(RwLock::new(initial.clone()));
@@ -364,6 +358,14 @@ fn new_topic_id() -> [u8; 16] {
             return id;
         }
     }
+}
+
+/// One snapshot channel per shard: the senders stay with the control thread, the
+/// receivers (index = shard id) go to the shards.
+pub(crate) fn shard_channels(
+    shard_count: usize,
+) -> (Vec<Sender<SnapshotUpdate>>, Vec<Receiver<SnapshotUpdate>>) {
+    (0..shard_count).map(|_| unbounded()).unzip()
 }
 
 /// The id of a new topic: zero when only validating.

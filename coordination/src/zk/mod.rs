@@ -47,7 +47,8 @@ use self::znodes::{
     ClusterIdZnode, ConfigZnode, ControllerZnode, ProducerIdBlockZnode, StateZnode, TopicZnode,
 };
 use crate::control::{
-    topic_id, ControlHandle, ControlRequest, SnapshotUpdate, Started, PRODUCER_ID_BLOCK_SIZE,
+    shard_channels, topic_id, ControlHandle, ControlRequest, SnapshotUpdate, Started,
+    PRODUCER_ID_BLOCK_SIZE,
 };
 use crate::error::{ControlError, CoordinationError};
 use crate::metadata::{BrokerEndpoint, MetadataSnapshot, NewTopic, PartitionState, TopicMetadata};
@@ -77,13 +78,7 @@ pub(crate) fn start(
     advertised: BrokerEndpoint,
     shard_count: usize,
 ) -> Result<Started, CoordinationError> {
-    let mut shard_senders = Vec::with_capacity(shard_count);
-    let mut shard_receivers = Vec::with_capacity(shard_count);
-    for _ in 0..shard_count {
-        let (sender, receiver) = unbounded();
-        shard_senders.push(sender);
-        shard_receivers.push(receiver);
-    }
+    let (shard_senders, shard_receivers) = shard_channels(shard_count);
     let (requests, request_receiver) = unbounded();
     let (stop, stop_receiver) = bounded(1);
     let (ready_sender, ready) = std::sync::mpsc::channel();
