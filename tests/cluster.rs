@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use common::cluster::{
     code, describe, fully_replicated, partition, sorted, value_of, value_record, Cluster,
-    ZooKeeper, CHANGE_TIMEOUT, FAILOVER_TIMEOUT,
+    ClusterClient, ZooKeeper, CHANGE_TIMEOUT, FAILOVER_TIMEOUT,
 };
 use sluice_client::{ClusterMetadata, GroupMember, MemberConfig, Offsets};
 
@@ -26,6 +26,31 @@ const PRODUCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// acks values on the wire.
 const ACKS_ALL: i16 = -1;
 const ACKS_LEADER: i16 = 1;
+
+/// Produces one record holding `value` to `topic`-`p` with acks=all, retrying across
+/// failovers as a producer with retries does; returns its offset.
+fn produce_value(client: &mut ClusterClient, topic: &str, p: i32, value: &str) -> Result<i64> {
+    client.produce(topic, p, &[value_record(value)], ACKS_ALL, PRODUCE_TIMEOUT)
+}
+
+/// Creates `topic` with `partitions` partitions of `replicas` replicas and `configs`,
+/// and waits until every live broker shows all of them fully replicated; returns each
+/// broker's Metadata answer.
+fn create_replicated(
+    cluster: &Cluster,
+    client: &mut ClusterClient,
+    topic: &str,
+    partitions: i32,
+    replicas: i16,
+    configs: &[(&str, &str)],
+) -> Result<BTreeMap<i32, ClusterMetadata>> {
+    client.create_topic_ok(topic, partitions, replicas, configs)?;
+    cluster.wait_for_all(
+        &format!("{topic} with {partitions} fully replicated partitions"),
+        CHANGE_TIMEOUT,
+        |m| fully_replicated(m, topic, partitions as usize, replicas as usize),
+    )
+}
 
 /// Polls `condition` until it holds; fails after `timeout`.
 fn poll_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
@@ -117,12 +142,7 @@ fn harness_starts_zookeeper_and_restarts_brokers_on_their_ports() -> Result<()> 
 fn replicated_topic_has_spread_leaders_and_full_isr() -> Result<()> {
     let (_zk, cluster) = three_brokers(&[])?;
     let mut client = cluster.client();
-    client.create_topic_ok("spread", 4, 3, &[])?;
-    let answers = cluster.wait_for_all(
-        "spread with 4 fully replicated partitions",
-        CHANGE_TIMEOUT,
-        |m| fully_replicated(m, "spread", 4, 3),
-    )?;
+    let answers = create_replicated(&cluster, &mut client, "spread", 4, 3, &[])?;
     let reference = &answers[&1].topics["spread"];
     for (id, metadata) in &answers {
         let topic = &metadata.topics["spread"];
@@ -221,10 +241,7 @@ fn acks_all_loses_nothing_when_the_leader_is_killed() -> Result<()> {
     const KILL_AFTER: usize = 40;
     let (_zk, mut cluster) = three_brokers(&[])?;
     let mut client = cluster.client();
-    client.create_topic_ok(TOPIC, 1, 3, &[])?;
-    cluster.wait_for_all("a fully replicated partition", CHANGE_TIMEOUT, |m| {
-        fully_replicated(m, TOPIC, 1, 3)
-    })?;
+    create_replicated(&cluster, &mut client, TOPIC, 1, 3, &[])?;
     let initial = state(client.refresh()?, TOPIC, 0)?;
     let old_leader = initial.leader;
     ensure!(
@@ -240,13 +257,7 @@ fn acks_all_loses_nothing_when_the_leader_is_killed() -> Result<()> {
         thread::spawn(move || -> Result<()> {
             producer_client.refresh()?;
             for n in 0..TOTAL {
-                let offset = producer_client.produce(
-                    TOPIC,
-                    0,
-                    &[value_record(&n.to_string())],
-                    ACKS_ALL,
-                    PRODUCE_TIMEOUT,
-                )?;
+                let offset = produce_value(&mut producer_client, TOPIC, 0, &n.to_string())?;
                 acked.lock().expect("acked").push((n, offset));
             }
             Ok(())
@@ -362,10 +373,7 @@ fn isr_shrinks_without_a_follower_and_expands_when_it_returns() -> Result<()> {
     const TOPIC: &str = "isr";
     let (_zk, mut cluster) = three_brokers(&[])?;
     let mut client = cluster.client();
-    client.create_topic_ok(TOPIC, 1, 3, &[])?;
-    cluster.wait_for_all("a fully replicated partition", CHANGE_TIMEOUT, |m| {
-        fully_replicated(m, TOPIC, 1, 3)
-    })?;
+    create_replicated(&cluster, &mut client, TOPIC, 1, 3, &[])?;
     let metadata = client.refresh()?.clone();
     let p = state(&metadata, TOPIC, 0)?;
     // A follower that is not the controller, so the controller stays put.
@@ -380,13 +388,7 @@ fn isr_shrinks_without_a_follower_and_expands_when_it_returns() -> Result<()> {
         .filter(|r| *r != follower)
         .collect();
     for n in 0..10 {
-        client.produce(
-            TOPIC,
-            0,
-            &[value_record(&format!("before-{n}"))],
-            ACKS_ALL,
-            PRODUCE_TIMEOUT,
-        )?;
+        produce_value(&mut client, TOPIC, 0, &format!("before-{n}"))?;
     }
 
     cluster.kill(follower)?;
@@ -397,13 +399,7 @@ fn isr_shrinks_without_a_follower_and_expands_when_it_returns() -> Result<()> {
     )?;
     // Writes go on with two in-sync replicas, and the returning follower must fetch them.
     for n in 0..10 {
-        client.produce(
-            TOPIC,
-            0,
-            &[value_record(&format!("during-{n}"))],
-            ACKS_ALL,
-            PRODUCE_TIMEOUT,
-        )?;
+        produce_value(&mut client, TOPIC, 0, &format!("during-{n}"))?;
     }
 
     cluster.restart(follower)?;
@@ -412,13 +408,7 @@ fn isr_shrinks_without_a_follower_and_expands_when_it_returns() -> Result<()> {
         CHANGE_TIMEOUT,
         |m| fully_replicated(m, TOPIC, 1, 3),
     )?;
-    let offset = client.produce(
-        TOPIC,
-        0,
-        &[value_record("after")],
-        ACKS_ALL,
-        PRODUCE_TIMEOUT,
-    )?;
+    let offset = produce_value(&mut client, TOPIC, 0, "after")?;
     ensure!(
         offset == 20,
         "the record after the return is at offset {offset}"
@@ -456,18 +446,10 @@ fn min_insync_replicas_refuses_acks_all_with_two_brokers_down() -> Result<()> {
     const TOPIC: &str = "min-isr";
     let (_zk, mut cluster) = three_brokers(&[])?;
     let mut client = cluster.client();
-    client.create_topic_ok(TOPIC, 1, 3, &[("min.insync.replicas", "2")])?;
-    cluster.wait_for_all("a fully replicated partition", CHANGE_TIMEOUT, |m| {
-        fully_replicated(m, TOPIC, 1, 3)
-    })?;
+    let configs = [("min.insync.replicas", "2")];
+    create_replicated(&cluster, &mut client, TOPIC, 1, 3, &configs)?;
     let p = state(client.refresh()?, TOPIC, 0)?;
-    client.produce(
-        TOPIC,
-        0,
-        &[value_record("in-sync")],
-        ACKS_ALL,
-        PRODUCE_TIMEOUT,
-    )?;
+    produce_value(&mut client, TOPIC, 0, "in-sync")?;
 
     for follower in p.replicas.iter().filter(|r| **r != p.leader) {
         cluster.kill(*follower)?;
@@ -514,18 +496,11 @@ fn returning_replica_truncates_its_divergent_tail() -> Result<()> {
     const TOPIC: &str = "diverge";
     let (_zk, mut cluster) = three_brokers(&[])?;
     let mut client = cluster.client();
-    client.create_topic_ok(
-        TOPIC,
-        1,
-        2,
-        &[
-            ("unclean.leader.election.enable", "true"),
-            ("min.insync.replicas", "1"),
-        ],
-    )?;
-    cluster.wait_for_all("a fully replicated partition", CHANGE_TIMEOUT, |m| {
-        fully_replicated(m, TOPIC, 1, 2)
-    })?;
+    let configs = [
+        ("unclean.leader.election.enable", "true"),
+        ("min.insync.replicas", "1"),
+    ];
+    create_replicated(&cluster, &mut client, TOPIC, 1, 2, &configs)?;
     let p = state(client.refresh()?, TOPIC, 0)?;
     let a = p.leader;
     let b = *p
@@ -536,7 +511,7 @@ fn returning_replica_truncates_its_divergent_tail() -> Result<()> {
     let mut expected: Vec<String> = Vec::new();
     for n in 0..5 {
         let value = format!("common-{n}");
-        client.produce(TOPIC, 0, &[value_record(&value)], ACKS_ALL, PRODUCE_TIMEOUT)?;
+        produce_value(&mut client, TOPIC, 0, &value)?;
         expected.push(value);
     }
 
@@ -576,8 +551,7 @@ fn returning_replica_truncates_its_divergent_tail() -> Result<()> {
     client.refresh()?;
     for n in 0..2 {
         let value = format!("b-only-{n}");
-        let offset =
-            client.produce(TOPIC, 0, &[value_record(&value)], ACKS_ALL, PRODUCE_TIMEOUT)?;
+        let offset = produce_value(&mut client, TOPIC, 0, &value)?;
         ensure!(offset == 5 + n, "{value} written at {offset}");
         expected.push(value);
     }
@@ -594,7 +568,7 @@ fn returning_replica_truncates_its_divergent_tail() -> Result<()> {
         |m| fully_replicated(m, TOPIC, 1, 2),
     )?;
     let value = "both".to_owned();
-    client.produce(TOPIC, 0, &[value_record(&value)], ACKS_ALL, PRODUCE_TIMEOUT)?;
+    produce_value(&mut client, TOPIC, 0, &value)?;
     expected.push(value);
 
     // Read A's log as its leader.
@@ -651,10 +625,7 @@ fn controller_fails_over_and_the_new_one_creates_topics() -> Result<()> {
         error == code::INVALID_REPLICATION_FACTOR,
         "replication factor 3 with 2 live brokers: error {error}"
     );
-    client.create_topic_ok("after-failover", 2, 2, &[])?;
-    let answers = cluster.wait_for_all("after-failover with leaders", CHANGE_TIMEOUT, |m| {
-        fully_replicated(m, "after-failover", 2, 2)
-    })?;
+    let answers = create_replicated(&cluster, &mut client, "after-failover", 2, 2, &[])?;
     for metadata in answers.values() {
         for p in &metadata.topics["after-failover"].partitions {
             ensure!(
@@ -666,13 +637,7 @@ fn controller_fails_over_and_the_new_one_creates_topics() -> Result<()> {
     }
     client.refresh()?;
     for p in 0..2 {
-        client.produce(
-            "after-failover",
-            p,
-            &[value_record("hello")],
-            ACKS_ALL,
-            PRODUCE_TIMEOUT,
-        )?;
+        produce_value(&mut client, "after-failover", p, "hello")?;
     }
     Ok(())
 }
@@ -684,10 +649,7 @@ fn group_offsets_survive_the_coordinators_death() -> Result<()> {
     const GROUP: &str = "survivors";
     let (_zk, mut cluster) = three_brokers(&[])?;
     let mut client = cluster.client();
-    client.create_topic_ok("orders", 2, 3, &[])?;
-    cluster.wait_for_all("orders fully replicated", CHANGE_TIMEOUT, |m| {
-        fully_replicated(m, "orders", 2, 3)
-    })?;
+    create_replicated(&cluster, &mut client, "orders", 2, 3, &[])?;
     let mut group_client = cluster.sluice_client()?;
     // The first FindCoordinator creates __consumer_offsets (4 partitions, factor 3).
     group_client.find_coordinator(GROUP)?;

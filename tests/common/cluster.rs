@@ -23,14 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use kafka_protocol::messages::{
-    create_topics_request::{CreatableTopic, CreatableTopicConfig},
-    fetch_request::{FetchPartition, FetchTopic},
-    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    produce_request::{PartitionProduceData, TopicProduceData},
-    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::CreateTopicsRequest;
 use sluice_client::records::{decode_records, encode_batch};
 use sluice_client::{
     ClientConfig, ClusterMetadata, Connection, ConsumerRecord, KafkaError, PartitionMetadata,
@@ -38,7 +31,10 @@ use sluice_client::{
 };
 use tempfile::TempDir;
 
-use super::{topic_name, Broker};
+use super::{
+    creatable_topic, fetch_answer, fetch_request, list_offsets_answer, list_offsets_request,
+    produce_answer, produce_request, Broker, LATEST_TIMESTAMP,
+};
 
 /// The Debian package's ZooKeeper: its jar names every dependency in its manifest.
 const ZOOKEEPER_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
@@ -676,20 +672,12 @@ impl ClusterClient {
     ) -> Result<i16> {
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(30_000)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(replication_factor)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string((*k).to_owned()))
-                                .with_value(Some(StrBytes::from_string((*v).to_owned())))
-                        })
-                        .collect(),
-                )]);
+            .with_topics(vec![creatable_topic(
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            )]);
         let deadline = Instant::now() + CHANGE_TIMEOUT;
         loop {
             let controller = self.refresh()?.controller_id;
@@ -749,26 +737,10 @@ impl ClusterClient {
         records: &[ProducerRecord],
         acks: i16,
     ) -> Result<(i16, i64)> {
-        let batch = encode_batch(records)?;
-        let request = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(p)
-                    .with_records(Some(batch))])]);
+        let request =
+            produce_request(topic, p, encode_batch(records)?, acks).with_timeout_ms(10_000);
         let (_, response) = self.on_broker(broker, "Produce", |c| c.send(&request))?;
-        let answer = response
-            .responses
-            .first()
-            .and_then(|t| t.partition_responses.first())
-            .context("no partition in the Produce answer")?;
-        ensure!(
-            answer.index == p,
-            "Produce answered partition {}",
-            answer.index
-        );
+        let answer = produce_answer(&response, topic, p)?;
         Ok((answer.error_code, answer.base_offset))
     }
 
@@ -835,40 +807,11 @@ impl ClusterClient {
         offset: i64,
         max_wait_ms: i32,
     ) -> Result<Fetched> {
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(max_wait_ms)
-            .with_min_bytes(1)
-            .with_max_bytes(16 * 1024 * 1024)
-            .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(p)
-                    .with_current_leader_epoch(-1)
-                    .with_fetch_offset(offset)
-                    .with_last_fetched_epoch(-1)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(4 * 1024 * 1024)])]);
+        let request = fetch_request(topic, p, offset, max_wait_ms);
         let wait = Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0));
         let (_, response) = self.on_broker(broker, "Fetch", |c| c.send_waiting(&request, wait))?;
-        ensure!(
-            response.error_code == code::NONE,
-            "Fetch from broker {broker}: error {}",
-            response.error_code
-        );
-        let data = response
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .context("no partition in the Fetch answer")?;
-        ensure!(
-            data.partition_index == p,
-            "Fetch answered partition {}",
-            data.partition_index
-        );
+        let data =
+            fetch_answer(&response, p).with_context(|| format!("Fetch from broker {broker}"))?;
         let records = match (&data.records, data.error_code) {
             (Some(bytes), code::NONE) => decode_records(p, bytes.clone(), offset)?,
             _ => Vec::new(),
@@ -955,21 +898,9 @@ impl ClusterClient {
     /// ListOffsets (latest) of `topic`-`p` asked of broker `broker`; returns (error
     /// code, offset).
     pub fn latest_offset_from(&mut self, broker: i32, topic: &str, p: i32) -> Result<(i16, i64)> {
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_isolation_level(0)
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(p)
-                    .with_current_leader_epoch(-1)
-                    .with_timestamp(super::LATEST_TIMESTAMP)])]);
+        let request = list_offsets_request(topic, p, LATEST_TIMESTAMP);
         let (_, response) = self.on_broker(broker, "ListOffsets", |c| c.send(&request))?;
-        let answer = response
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .context("no partition in the ListOffsets answer")?;
+        let answer = list_offsets_answer(&response, p)?;
         Ok((answer.error_code, answer.offset))
     }
 }

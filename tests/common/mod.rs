@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    create_topics_request::CreatableTopic, fetch_request::FetchPartition,
-    fetch_request::FetchTopic, list_offsets_request::ListOffsetsPartition,
-    list_offsets_request::ListOffsetsTopic, produce_request::PartitionProduceData,
-    produce_request::TopicProduceData, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
-    CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    create_topics_request::CreatableTopic, create_topics_request::CreatableTopicConfig,
+    fetch_request::FetchPartition, fetch_request::FetchTopic, fetch_response::PartitionData,
+    list_offsets_request::ListOffsetsPartition, list_offsets_request::ListOffsetsTopic,
+    list_offsets_response::ListOffsetsPartitionResponse, produce_request::PartitionProduceData,
+    produce_request::TopicProduceData, produce_response::PartitionProduceResponse, ApiKey,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
@@ -425,12 +426,7 @@ impl Client {
             .with_topics(
                 topics
                     .iter()
-                    .map(|(name, partitions)| {
-                        CreatableTopic::default()
-                            .with_name(topic_name(name))
-                            .with_num_partitions(*partitions)
-                            .with_replication_factor(1)
-                    })
+                    .map(|(name, partitions)| creatable_topic(name, *partitions, 1, &[]))
                     .collect(),
             );
         self.send(version, &request)
@@ -461,26 +457,8 @@ impl Client {
         let version = self.version(ApiKey::Produce)?;
         let request = produce_request(topic, partition, batch, acks);
         let response: ProduceResponse = self.send(version, &request)?;
-        let topic_response = response
-            .responses
-            .first()
-            .context("no topic in Produce response")?;
-        ensure!(
-            topic_response.name.as_str() == topic,
-            "wrong topic in Produce response"
-        );
-        let partition_response = topic_response
-            .partition_responses
-            .first()
-            .context("no partition in Produce response")?;
-        ensure!(
-            partition_response.index == partition,
-            "wrong partition in Produce response"
-        );
-        Ok((
-            partition_response.error_code,
-            partition_response.base_offset,
-        ))
+        let answer = produce_answer(&response, topic, partition)?;
+        Ok((answer.error_code, answer.base_offset))
     }
 
     /// Produces and requires success; returns the base offset.
@@ -502,41 +480,9 @@ impl Client {
         max_wait_ms: i32,
     ) -> Result<(i16, i64, Bytes)> {
         let version = self.version(ApiKey::Fetch)?;
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(max_wait_ms)
-            .with_min_bytes(1)
-            .with_max_bytes(64 * 1024 * 1024)
-            .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_current_leader_epoch(-1)
-                    .with_fetch_offset(offset)
-                    .with_last_fetched_epoch(-1)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(16 * 1024 * 1024)])]);
+        let request = fetch_request(topic, partition, offset, max_wait_ms);
         let response: FetchResponse = self.send(version, &request)?;
-        ensure!(
-            response.error_code == error_code::NONE,
-            "Fetch error {}",
-            response.error_code
-        );
-        let topic_response = response
-            .responses
-            .first()
-            .context("no topic in Fetch response")?;
-        let data = topic_response
-            .partitions
-            .first()
-            .context("no partition in Fetch response")?;
-        ensure!(
-            data.partition_index == partition,
-            "wrong partition in Fetch response"
-        );
+        let data = fetch_answer(&response, partition)?;
         Ok((
             data.error_code,
             data.high_watermark,
@@ -586,25 +532,10 @@ impl Client {
         timestamp: i64,
     ) -> Result<(i16, i64)> {
         let version = self.version(ApiKey::ListOffsets)?;
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_isolation_level(0)
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(partition)
-                    .with_current_leader_epoch(-1)
-                    .with_timestamp(timestamp)])]);
+        let request = list_offsets_request(topic, partition, timestamp);
         let response: ListOffsetsResponse = self.send(version, &request)?;
-        let topic_response = response
-            .topics
-            .first()
-            .context("no topic in ListOffsets response")?;
-        let partition_response = topic_response
-            .partitions
-            .first()
-            .context("no partition in ListOffsets response")?;
-        Ok((partition_response.error_code, partition_response.offset))
+        let answer = list_offsets_answer(&response, partition)?;
+        Ok((answer.error_code, answer.offset))
     }
 
     pub fn latest_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
@@ -630,6 +561,129 @@ pub fn produce_request(topic: &str, partition: i32, batch: Bytes, acks: i16) -> 
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch))])])
+}
+
+/// A topic of a CreateTopics request.
+pub fn creatable_topic(
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication_factor)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(key, value)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string((*key).to_owned()))
+                        .with_value(Some(StrBytes::from_string((*value).to_owned())))
+                })
+                .collect(),
+        )
+}
+
+/// A consumer's Fetch of one partition from `offset`, read uncommitted, without a
+/// fetch session.
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(64 * 1024 * 1024)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(offset)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(16 * 1024 * 1024)])])
+}
+
+/// A consumer's ListOffsets of one partition at `timestamp` (or LATEST/EARLIEST).
+pub fn list_offsets_request(topic: &str, partition: i32, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(0)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_current_leader_epoch(-1)
+                .with_timestamp(timestamp)])])
+}
+
+/// The answer for `topic`-`partition` in the response to a one-partition Produce.
+pub fn produce_answer<'a>(
+    response: &'a ProduceResponse,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a PartitionProduceResponse> {
+    let topic_response = response
+        .responses
+        .first()
+        .context("no topic in Produce response")?;
+    ensure!(
+        topic_response.name.as_str() == topic,
+        "wrong topic in Produce response"
+    );
+    let answer = topic_response
+        .partition_responses
+        .first()
+        .context("no partition in Produce response")?;
+    ensure!(
+        answer.index == partition,
+        "Produce answered partition {}",
+        answer.index
+    );
+    Ok(answer)
+}
+
+/// The answer for `partition` in the response to a one-partition Fetch; an error
+/// for the whole request fails.
+pub fn fetch_answer(response: &FetchResponse, partition: i32) -> Result<&PartitionData> {
+    ensure!(
+        response.error_code == error_code::NONE,
+        "Fetch error {}",
+        response.error_code
+    );
+    let data = response
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in Fetch response")?;
+    ensure!(
+        data.partition_index == partition,
+        "Fetch answered partition {}",
+        data.partition_index
+    );
+    Ok(data)
+}
+
+/// The answer for `partition` in the response to a one-partition ListOffsets.
+pub fn list_offsets_answer(
+    response: &ListOffsetsResponse,
+    partition: i32,
+) -> Result<&ListOffsetsPartitionResponse> {
+    let answer = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in ListOffsets response")?;
+    ensure!(
+        answer.partition_index == partition,
+        "ListOffsets answered partition {}",
+        answer.partition_index
+    );
+    Ok(answer)
 }
 
 /// A record with the given key and value, created at `timestamp_ms`.
