@@ -75,9 +75,10 @@ struct PerfArgs {
     /// Batch size in bytes of record values: records per batch = batch-size / record-size.
     #[arg(long, default_value_t = 16384)]
     batch_size: usize,
-    /// At a --rate, a batch is sent when full or this long after its first record.
-    #[arg(long, default_value_t = 5)]
-    linger_ms: u64,
+    /// At a --rate, a batch is sent when full or this long after its first record
+    /// (fractions allowed: 0.2 is 200 µs). This wait counts in the measured latency.
+    #[arg(long, default_value_t = 5.0)]
+    linger_ms: f64,
     /// 0, 1 or -1 (all).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     acks: i16,
@@ -182,6 +183,10 @@ fn validate(args: &PerfArgs) -> Result<()> {
     if let Some(rate) = args.rate {
         ensure!(rate > 0.0 && rate.is_finite(), "--rate must be positive");
     }
+    ensure!(
+        args.linger_ms >= 0.0 && args.linger_ms.is_finite(),
+        "--linger-ms must be 0 or more"
+    );
     Ok(())
 }
 
@@ -232,7 +237,7 @@ fn start_producers(
             let records = produce::records_per_request_at_rate(
                 full * per_request,
                 interval,
-                args.linger_ms * 1_000_000,
+                (args.linger_ms * 1e6) as u64,
             );
             let batches = per_request.min(records);
             (batches, (records / batches).clamp(1, full))
