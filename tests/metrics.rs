@@ -144,5 +144,24 @@ fn metrics_endpoint_counts_requests_bytes_and_log_sizes() -> Result<()> {
         );
     }
     ensure!(sum(&after, "sluice_partitions", &[]) >= 4.0, "{after}");
+    // The written records sit in the shards' read caches, and reading them back is
+    // answered from there.
+    ensure!(
+        sum(&after, "sluice_read_cache_bytes", &[]) >= 12.0 * value.len() as f64,
+        "{after}"
+    );
+    for partition in 0..4 {
+        let (error, _, records) = client.fetch("metered", partition, 0, 0)?;
+        ensure!(
+            error == 0 && !records.is_empty(),
+            "fetch {partition}: error {error}"
+        );
+    }
+    let read = scrape(metrics_addr)?;
+    ensure!(
+        sum(&read, "sluice_read_cache_hits_total", &[])
+            >= sum(&after, "sluice_read_cache_hits_total", &[]) + 4.0,
+        "{read}"
+    );
     Ok(())
 }

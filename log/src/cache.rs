@@ -210,6 +210,11 @@ impl ReadCache {
         cache
     }
 
+    /// The current shard's cache as it is, for reporting (no budget change).
+    pub fn current() -> Rc<ReadCache> {
+        SHARD_CACHE.with(Rc::clone)
+    }
+
     /// Changes the budget, evicting down to it at once.
     pub fn set_budget(&self, budget_bytes: usize) {
         let mut inner = self.inner.borrow_mut();

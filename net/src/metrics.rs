@@ -143,6 +143,7 @@ impl ShardMetrics {
             connections_accepted: self.connections_accepted.get(),
             connections_open: self.connections_open.get(),
             partitions,
+            cache: sluice_log::ReadCache::current().stats(),
         }
     }
 }
@@ -175,6 +176,8 @@ pub struct MetricsSnapshot {
     pub connections_accepted: u64,
     pub connections_open: u64,
     pub partitions: Vec<PartitionSnapshot>,
+    /// The shard's read cache (`log.cache.max.bytes`).
+    pub cache: sluice_log::CacheStats,
 }
 
 /// Dispatches one request frame, counting it on this shard. What `conn` spawns per frame.
@@ -278,7 +281,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         },
     );
-    let per_shard: [ShardFamily; 5] = [
+    let per_shard: [ShardFamily; 9] = [
         (
             "sluice_bytes_in_total",
             "counter",
@@ -306,6 +309,30 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
         ("sluice_partitions", "gauge", "Partitions owned.", |s| {
             s.partitions.len() as u64
         }),
+        (
+            "sluice_read_cache_hits_total",
+            "counter",
+            "Log reads answered from the shard's read cache.",
+            |s| s.cache.hits,
+        ),
+        (
+            "sluice_read_cache_misses_total",
+            "counter",
+            "Log reads that went to the disk.",
+            |s| s.cache.misses,
+        ),
+        (
+            "sluice_read_cache_evicted_bytes_total",
+            "counter",
+            "Bytes evicted from the read cache to stay within log.cache.max.bytes.",
+            |s| s.cache.evicted_bytes,
+        ),
+        (
+            "sluice_read_cache_bytes",
+            "gauge",
+            "Bytes held by the shard's read cache.",
+            |s| s.cache.used_bytes as u64,
+        ),
     ];
     for (name, kind, help, value) in per_shard {
         family(name, kind, help, &mut |out| {
@@ -481,6 +508,14 @@ mod tests {
                 log_end_offset: 10,
                 high_watermark: 10,
             }],
+            cache: sluice_log::CacheStats {
+                hits: 5,
+                misses: 2,
+                inserted_bytes: 100,
+                evicted_bytes: 30,
+                used_bytes: 70,
+                entries: 1,
+            },
         };
         let text = render(&[snapshot]);
         assert!(text.contains("sluice_requests_total{shard=\"1\",api=\"Produce\"} 3\n"));
@@ -496,6 +531,10 @@ mod tests {
         assert!(
             text.contains("sluice_log_size_bytes{shard=\"1\",topic=\"t\",partition=\"4\"} 4096\n")
         );
-        assert_eq!(text.matches("# TYPE").count(), 10);
+        assert!(text.contains("sluice_read_cache_hits_total{shard=\"1\"} 5\n"));
+        assert!(text.contains("sluice_read_cache_misses_total{shard=\"1\"} 2\n"));
+        assert!(text.contains("sluice_read_cache_evicted_bytes_total{shard=\"1\"} 30\n"));
+        assert!(text.contains("sluice_read_cache_bytes{shard=\"1\"} 70\n"));
+        assert_eq!(text.matches("# TYPE").count(), 14);
     }
 }
