@@ -20,6 +20,9 @@ use sluice_coordination::{
 use sluice_core::config::BrokerConfig;
 use sluice_core::ErrorCode;
 
+/// How long one readiness probe of ZooKeeper may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A standalone ZooKeeper server on a free port with a temporary data dir; killed on
 /// drop.
 struct ZooKeeper {
@@ -68,9 +71,17 @@ impl ZooKeeper {
 
     /// The four-letter `ruok` command answers `imok`.
     fn is_ok(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut stream) = TcpStream::connect_timeout(&address, PROBE_TIMEOUT) else {
             return false;
         };
+        // A ZooKeeper still starting up can accept the connection and neither answer
+        // nor close it: without a timeout the probe would wait forever.
+        if stream.set_read_timeout(Some(PROBE_TIMEOUT)).is_err()
+            || stream.set_write_timeout(Some(PROBE_TIMEOUT)).is_err()
+        {
+            return false;
+        }
         let mut answer = String::new();
         stream.write_all(b"ruok").is_ok()
             && stream.read_to_string(&mut answer).is_ok()
