@@ -79,7 +79,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             advertised.port
         },
-        rack: None,
+        rack: config.broker_rack.clone(),
     };
 
     let config = Arc::new(config);

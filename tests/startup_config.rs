@@ -107,3 +107,14 @@ fn properties_file_is_read_and_unknown_keys_warned_about() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn broker_rack_is_advertised_in_metadata() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = common::Broker::start(dir.path(), &[("broker.rack", "rack-a")])?;
+    let metadata = broker.client()?.metadata(Some(&[]))?;
+    ensure!(metadata.brokers.len() == 1, "{metadata:?}");
+    let rack = metadata.brokers[0].rack.as_ref().map(|r| r.to_string());
+    ensure!(rack.as_deref() == Some("rack-a"), "rack {rack:?}");
+    Ok(())
+}
