@@ -7,8 +7,8 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -108,68 +108,81 @@ impl Clock {
     }
 }
 
-/// Prints one progress line per second for each workload until stopped.
+/// Prints one progress line per second for each workload until stopped. Quiet runs
+/// start no thread at all; otherwise the thread sleeps until its next tick or until
+/// [`Progress::stop`] wakes it, so it costs nothing between lines.
 pub struct Progress {
-    stop: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Progress {
     pub fn start(workloads: Vec<Arc<Stats>>, quiet: bool) -> Progress {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        if quiet {
+            return Progress {
+                stop: None,
+                handle: None,
+            };
+        }
+        let (stop, stopped) = mpsc::channel::<()>();
         let handle = thread::spawn(move || {
             let start = Instant::now();
             let mut last: Vec<(u64, u64)> = vec![(0, 0); workloads.len()];
-            let mut tick = 1u64;
-            while !flag.load(Ordering::Relaxed) {
+            for tick in 1u64.. {
                 let due = start + Duration::from_secs(tick);
-                while Instant::now() < due && !flag.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(20));
+                let wait = due.saturating_duration_since(Instant::now());
+                match stopped.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    // Stopped, or the handle was dropped.
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
-                if flag.load(Ordering::Relaxed) || quiet {
-                    continue;
-                }
-                let mut line = format!("{:>4}s", tick);
-                for (stats, last) in workloads.iter().zip(last.iter_mut()) {
-                    let records = stats.records.load(Ordering::Relaxed);
-                    let bytes = stats.bytes.load(Ordering::Relaxed);
-                    let p99 = {
-                        let h = stats.latency_us.lock().expect("stats lock poisoned");
-                        (!h.is_empty()).then(|| h.value_at_quantile(0.99))
-                    };
-                    let _ = write!(
-                        line,
-                        "  {}: {:>10.0} rec/s {:>8.2} MiB/s",
-                        stats.name,
-                        (records - last.0) as f64,
-                        (bytes - last.1) as f64 / MIB
-                    );
-                    if let Some(p99) = p99 {
-                        let _ = write!(line, " p99 {:>8.3} ms", p99 as f64 / 1000.0);
-                    }
-                    let errors = stats.errors.load(Ordering::Relaxed);
-                    if errors > 0 {
-                        let _ = write!(line, " errors {errors}");
-                    }
-                    *last = (records, bytes);
-                }
-                eprintln!("{line}");
-                tick += 1;
+                eprintln!("{}", progress_line(tick, &workloads, &mut last));
             }
         });
         Progress {
-            stop,
+            stop: Some(stop),
             handle: Some(handle),
         }
     }
 
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
     }
+}
+
+/// One progress line: each workload's records and bytes since the last line, and its
+/// p99 so far.
+fn progress_line(tick: u64, workloads: &[Arc<Stats>], last: &mut [(u64, u64)]) -> String {
+    let mut line = format!("{:>4}s", tick);
+    for (stats, last) in workloads.iter().zip(last.iter_mut()) {
+        let records = stats.records.load(Ordering::Relaxed);
+        let bytes = stats.bytes.load(Ordering::Relaxed);
+        let p99 = {
+            let h = stats.latency_us.lock().expect("stats lock poisoned");
+            (!h.is_empty()).then(|| h.value_at_quantile(0.99))
+        };
+        let _ = write!(
+            line,
+            "  {}: {:>10.0} rec/s {:>8.2} MiB/s",
+            stats.name,
+            (records - last.0) as f64,
+            (bytes - last.1) as f64 / MIB
+        );
+        if let Some(p99) = p99 {
+            let _ = write!(line, " p99 {:>8.3} ms", p99 as f64 / 1000.0);
+        }
+        let errors = stats.errors.load(Ordering::Relaxed);
+        if errors > 0 {
+            let _ = write!(line, " errors {errors}");
+        }
+        *last = (records, bytes);
+    }
+    line
 }
 
 /// The final figures of one workload.
