@@ -46,10 +46,12 @@
 //! and it is invalidated by every operation that changes or removes those bytes.
 //! 1. A new segment file is created and its directory fsynced before its first write
 //!    is acknowledged.
-//! 2. Batches are written into the segment (space preallocated ahead with
-//!    `fallocate(KEEP_SIZE)`); an append is acknowledged when its write completed
-//!    (Kafka's default: replication, not fsync, gives safety), or after the
-//!    fdatasync that follows the write when `flush.messages` / `flush.ms` asks for one.
+//! 2. Batches are written into the segment, into space preallocated ahead with
+//!    `fallocate`, which sets the file's size: the file is longer than its data (zeroes
+//!    past the written end) until it is cut at roll or close. An append is
+//!    acknowledged when its write completed (Kafka's default: replication, not fsync,
+//!    gives safety), or after the fdatasync that follows the write when
+//!    `flush.messages` / `flush.ms` asks for one.
 //!    One fdatasync covers everything written before it.
 //! 3. Rolling a segment: its last write completes, its file is truncated to its
 //!    logical size and fdatasynced, then its index files and the producer snapshot
@@ -76,8 +78,9 @@
 //!    otherwise, and always for the last segment, and for every segment without the
 //!    marker, each batch is verified (length, magic, CRC-32C, count, offsets that
 //!    follow on) and the indexes rebuilt.
-//! 3. The file is truncated where verification stops: a torn write, a corrupt batch or
-//!    the zero padding of the last direct-I/O page. Nothing acknowledged can be past
+//! 3. The file is truncated where verification stops: a torn write, a corrupt batch,
+//!    the zero padding of the last direct-I/O page, or the zeroes of preallocated
+//!    space past the data. Nothing acknowledged can be past
 //!    that point: an append is acknowledged only after the write holding it completed.
 //!    If a segment ends short of where the next begins, the later segments are deleted.
 //! 4. Producer state is the latest snapshot at or below the log end plus the batch

@@ -2268,6 +2268,31 @@ mod tests {
     }
 
     #[test]
+    fn preallocated_space_is_cut_at_recovery_and_at_close() {
+        run(|dir| async move {
+            let mut lens = Vec::new();
+            let (stored, log) = reopen_after_damage(dir.clone(), |p| {
+                lens.push(std::fs::metadata(p).unwrap().len());
+            })
+            .await;
+            let data: u64 = stored.iter().map(|b| b.len() as u64).sum();
+            // The writes went into space reserved ahead (up to where the segment will
+            // roll), which the file's size covers.
+            assert!(data < config().segment_bytes);
+            assert_eq!(lens, [config().segment_bytes]);
+            assert_eq!(log.log_end_offset(), 10);
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            let seg = last_segment_path(&dir);
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), data);
+            let more = append_n(&log, 1, 2, 10).await;
+            assert!(std::fs::metadata(&seg).unwrap().len() > data + 4096);
+            log.close().await.unwrap();
+            let total = data + more[0].len() as u64;
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), total);
+        });
+    }
+
+    #[test]
     fn recovery_truncates_corrupt_crc() {
         run(|dir| async move {
             let (stored, log) = reopen_after_damage(dir, |p| {
