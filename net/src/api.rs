@@ -13,10 +13,12 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::encode::{FrameBuf, ResponseFrame};
 use crate::handlers;
 use crate::shard::Shard;
 
@@ -51,12 +53,18 @@ pub(crate) trait Handler {
     }
 
     /// Encodes the response body; overridden alongside `decode`.
-    fn encode(response: &Self::Response, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+    fn encode(response: &Self::Response, buf: &mut FrameBuf, version: i16) -> anyhow::Result<()> {
         response.encode(buf, version)
     }
 
-    fn encoded_size(response: &Self::Response, version: i16) -> usize {
-        response.compute_size(version).unwrap_or(0)
+    fn encoded_size(response: &Self::Response, version: i16) -> Option<usize> {
+        response.compute_size(version).ok()
+    }
+
+    /// Record sets in the response to write from where they are instead of copying
+    /// them into the frame (Fetch).
+    fn referenced_parts(_response: &Self::Response) -> Vec<Bytes> {
+        Vec::new()
     }
 }
 
@@ -94,7 +102,7 @@ macro_rules! apis {
             ctx: RequestContext,
             key: ApiKey,
             body: Bytes,
-        ) -> Result<Option<Bytes>, DispatchError> {
+        ) -> Result<Option<ResponseFrame>, DispatchError> {
             $(if key == <$handler as Handler>::KEY {
                 return serve::<$handler>(ctx, body).await;
             })*
@@ -139,7 +147,7 @@ pub async fn dispatch(
     shard: Rc<Shard>,
     peer: SocketAddr,
     mut frame: Bytes,
-) -> Result<Option<Bytes>, DispatchError> {
+) -> Result<Option<ResponseFrame>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let key = ApiKey::try_from(raw_key).map_err(|_| DispatchError::UnknownApi(raw_key))?;
@@ -175,7 +183,7 @@ pub async fn dispatch(
 async fn serve<H: Handler>(
     ctx: RequestContext,
     mut body: Bytes,
-) -> Result<Option<Bytes>, DispatchError> {
+) -> Result<Option<ResponseFrame>, DispatchError> {
     let version = ctx.api_version;
     let request = H::decode(&mut body, version)
         .map_err(|e| DispatchError::Malformed(format!("{:?}: {e}", H::KEY)))?;
@@ -186,27 +194,52 @@ async fn serve<H: Handler>(
     frame_response::<H>(ctx.correlation_id, header_version, &response, version).map(Some)
 }
 
-/// Encodes a whole response frame: size prefix, header, body.
+/// Encodes a whole response frame: size prefix, header, body. Record sets the handler
+/// names are referenced, not copied; then the size prefix is known before encoding.
 fn frame_response<H: Handler>(
     correlation_id: i32,
     header_version: i16,
     response: &H::Response,
     version: i16,
-) -> Result<Bytes, DispatchError> {
+) -> Result<ResponseFrame, DispatchError> {
+    let encode_error =
+        |e: anyhow::Error| DispatchError::Encode(format!("{:?} v{version}: {e}", H::KEY));
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_size = header
-        .compute_size(header_version)
-        .map_err(|e| DispatchError::Encode(e.to_string()))?;
-    let mut buf = BytesMut::with_capacity(4 + header_size + H::encoded_size(response, version));
-    buf.put_i32(0);
+    let header_size = header.compute_size(header_version).map_err(encode_error)?;
+    let referenced = H::referenced_parts(response);
+    let body_size = H::encoded_size(response, version);
+    let (mut buf, announced) = match body_size {
+        Some(body) if !referenced.is_empty() => {
+            let referenced_bytes: usize = referenced.iter().map(Bytes::len).sum();
+            let head = (4 + header_size + body).saturating_sub(referenced_bytes);
+            let mut buf = FrameBuf::new(head, referenced);
+            buf.put_i32((header_size + body) as i32);
+            (buf, Some(header_size + body))
+        }
+        _ => {
+            let mut buf = FrameBuf::new(4 + header_size + body_size.unwrap_or(0), Vec::new());
+            buf.put_i32(0);
+            (buf, None)
+        }
+    };
     header
         .encode(&mut buf, header_version)
-        .map_err(|e| DispatchError::Encode(e.to_string()))?;
-    H::encode(response, &mut buf, version)
-        .map_err(|e| DispatchError::Encode(format!("{:?} v{version}: {e}", H::KEY)))?;
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
+        .map_err(encode_error)?;
+    H::encode(response, &mut buf, version).map_err(encode_error)?;
+    let size = buf.offset() - 4;
+    match announced {
+        Some(announced) if announced != size => {
+            return Err(DispatchError::Encode(format!(
+                "{:?} v{version}: encoded {size} bytes, computed {announced}",
+                H::KEY
+            )));
+        }
+        Some(_) => {}
+        None => buf
+            .range(0..4)
+            .copy_from_slice(&(size as i32).to_be_bytes()),
+    }
+    Ok(buf.finish())
 }
 
 #[cfg(test)]

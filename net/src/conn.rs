@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use crate::encode::ResponseFrame;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -28,7 +28,7 @@ use crate::api::DispatchError;
 use crate::frame::{FrameError, FrameReader};
 use crate::shard::Shard;
 
-type Pending = Task<Result<Option<Bytes>, DispatchError>>;
+type Pending = Task<Result<Option<ResponseFrame>, DispatchError>>;
 
 /// How long a connection may keep answering requests in flight once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -51,9 +51,11 @@ where
         while let Ok(task) = pending_rx.recv().await {
             match task.await {
                 Ok(Some(response)) => {
-                    if let Err(e) = writer.write_all(&response).await {
-                        tracing::debug!(%peer, error = %e, "write failed");
-                        return;
+                    for part in response.parts() {
+                        if let Err(e) = writer.write_all(part).await {
+                            tracing::debug!(%peer, error = %e, "write failed");
+                            return;
+                        }
                     }
                 }
                 Ok(None) => {}

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod conn;
+pub mod encode;
 pub mod fetcher;
 pub mod frame;
 pub mod groups;

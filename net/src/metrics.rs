@@ -27,6 +27,7 @@ use sluice_rt::net::{AsyncReadExt, AsyncWriteExt, TcpListener, TcpStream};
 use sluice_rt::sync::Receiver;
 
 use crate::api::{dispatch, DispatchError};
+use crate::encode::ResponseFrame;
 use crate::shard::Shard;
 
 /// API keys below this are counted (Kafka's keys are below 100).
@@ -185,7 +186,7 @@ pub async fn observed_dispatch(
     shard: Rc<Shard>,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<Option<Bytes>, DispatchError> {
+) -> Result<Option<ResponseFrame>, DispatchError> {
     let started = Instant::now();
     let api_key = match frame.get(..2) {
         Some(b) => i16::from_be_bytes([b[0], b[1]]),

@@ -45,6 +45,16 @@ impl Handler for Fetch {
     const MIN_VERSION: i16 = 4;
     const MAX_VERSION: i16 = 12;
 
+    fn referenced_parts(response: &FetchResponse) -> Vec<Bytes> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.clone())
+            .filter(|records| !records.is_empty())
+            .collect()
+    }
+
     async fn handle(ctx: &RequestContext, request: FetchRequest) -> Option<FetchResponse> {
         let shard = &ctx.shard;
         let max_wait_ms = request.max_wait_ms.clamp(0, MAX_FETCH_WAIT_MS);

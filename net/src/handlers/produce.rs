@@ -35,6 +35,7 @@ use super::{
     gather, message, min_insync_replicas, on_owners, per_shard, topic_or_auto_create, Part, Slot,
 };
 use crate::api::{Handler, RequestContext};
+use crate::encode::FrameBuf;
 use crate::replica::{await_high_watermark, Replica, Replication, RoleView};
 use crate::shard::Shard;
 
@@ -61,7 +62,7 @@ impl Handler for Produce {
         ProduceRequest::decode(&mut v3.freeze(), MIN_SERVED_VERSION)
     }
 
-    fn encode(response: &ProduceResponse, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+    fn encode(response: &ProduceResponse, buf: &mut FrameBuf, version: i16) -> anyhow::Result<()> {
         if version >= MIN_SERVED_VERSION {
             return response.encode(buf, version);
         }
@@ -319,7 +320,7 @@ fn leader_of(
 /// Encodes a Produce v0-2 response (the codec crate starts at v3). v0: per partition
 /// index, error code, base offset; v1 adds the trailing throttle time; v2 adds the
 /// log append time.
-fn encode_legacy(response: &ProduceResponse, buf: &mut BytesMut, version: i16) {
+fn encode_legacy(response: &ProduceResponse, buf: &mut impl BufMut, version: i16) {
     buf.put_i32(response.responses.len() as i32);
     for topic in &response.responses {
         let name = topic.name.0.as_bytes();
@@ -378,8 +379,9 @@ mod tests {
             (1, 4 + 2 + 1 + 4 + 4 + 2 + 8 + 4),
             (2, 4 + 2 + 1 + 4 + 4 + 2 + 8 + 8 + 4),
         ] {
-            let mut buf = BytesMut::new();
-            Produce::encode(&response, &mut buf, version).unwrap();
+            let mut frame = FrameBuf::new(64, Vec::new());
+            Produce::encode(&response, &mut frame, version).unwrap();
+            let buf = frame.finish().to_bytes();
             assert_eq!(buf.len(), size, "v{version}");
             assert_eq!(
                 &buf[15..17],

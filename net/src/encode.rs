@@ -1,0 +1,208 @@
+//! Response frames whose record sets are referenced, not copied.
+//!
+//! A Fetch response is mostly record bytes the log has already put in `Bytes`.
+//! Encoding it into one contiguous buffer would copy them a second time. [`FrameBuf`]
+//! is the encode target instead: it copies the small fields into a growing head, and
+//! when the codec writes a slice that *is* one of the registered record sets (same
+//! address and length), it ends the head there and keeps the record set itself as the
+//! next part. The frame is then written part by part, so record data crosses user
+//! space once: from the log's buffer into the socket.
+
+use std::ops::Range;
+
+use bytes::buf::UninitSlice;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::protocol::buf::ByteBufMut;
+
+/// Slices shorter than this are copied even when registered: a part costs a write.
+const ZERO_COPY_MIN_BYTES: usize = 4096;
+
+/// An encoded response frame: its bytes in order, as one or more parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseFrame {
+    parts: Vec<Bytes>,
+}
+
+impl ResponseFrame {
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// Total bytes of the frame, size prefix included.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Bytes::is_empty)
+    }
+
+    /// The frame as one buffer (tests and tools; copies when there are several parts).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.parts.as_slice() {
+            [one] => one.clone(),
+            parts => parts.concat().into(),
+        }
+    }
+}
+
+/// An encode target that references registered `Bytes` instead of copying them.
+pub struct FrameBuf {
+    done: Vec<Bytes>,
+    done_len: usize,
+    head: BytesMut,
+    registered: Vec<Bytes>,
+}
+
+impl FrameBuf {
+    /// `capacity` sizes the head; `registered` are the record sets to reference.
+    pub fn new(capacity: usize, registered: Vec<Bytes>) -> FrameBuf {
+        FrameBuf {
+            done: Vec::new(),
+            done_len: 0,
+            head: BytesMut::with_capacity(capacity),
+            registered,
+        }
+    }
+
+    pub fn finish(mut self) -> ResponseFrame {
+        if !self.head.is_empty() || self.done.is_empty() {
+            self.done.push(self.head.freeze());
+        }
+        ResponseFrame { parts: self.done }
+    }
+
+    fn registered(&self, src: &[u8]) -> Option<Bytes> {
+        if src.len() < ZERO_COPY_MIN_BYTES {
+            return None;
+        }
+        self.registered
+            .iter()
+            .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
+            .cloned()
+    }
+}
+
+// SAFETY: every method delegates to the head `BytesMut`, whose own implementation
+// upholds `BufMut`'s contract; `put_slice` only adds whole parts around it.
+unsafe impl BufMut for FrameBuf {
+    fn remaining_mut(&self) -> usize {
+        self.head.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller initialised `cnt` bytes of `chunk_mut`, which is the head's.
+        unsafe { self.head.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        self.head.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        match self.registered(src) {
+            Some(part) => {
+                let head = self.head.split().freeze();
+                self.done_len += head.len() + part.len();
+                if !head.is_empty() {
+                    self.done.push(head);
+                }
+                self.done.push(part);
+            }
+            None => self.head.extend_from_slice(src),
+        }
+    }
+}
+
+impl ByteBufMut for FrameBuf {
+    fn offset(&self) -> usize {
+        self.done_len + self.head.len()
+    }
+
+    /// Message codecs only append; seeking (used by the record-batch encoder's length
+    /// gaps) is supported within the current head, forward or back.
+    fn seek(&mut self, offset: usize) {
+        assert!(
+            offset >= self.done_len,
+            "seek into a finished part of a response frame"
+        );
+        self.head.resize(offset - self.done_len, 0);
+    }
+
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        assert!(
+            r.start >= self.done_len,
+            "range in a finished part of a response frame"
+        );
+        &mut self.head[r.start - self.done_len..r.end - self.done_len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchResponse, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn response(records: &[Bytes]) -> FetchResponse {
+        let partitions = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_records(Some(r.clone()))
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)])
+    }
+
+    #[test]
+    fn same_bytes_as_a_contiguous_encode_without_copying_records() {
+        let big = Bytes::from(vec![7u8; 64 * 1024]);
+        let small = Bytes::from(vec![9u8; 100]);
+        let records = [
+            big.clone(),
+            small.clone(),
+            Bytes::new(),
+            big.slice(..10_000),
+        ];
+        let fetch = response(&records);
+        for version in [4i16, 11, 12] {
+            let mut contiguous = BytesMut::new();
+            fetch.encode(&mut contiguous, version).unwrap();
+            let mut buf = FrameBuf::new(128, records.to_vec());
+            fetch.encode(&mut buf, version).unwrap();
+            assert_eq!(buf.offset(), contiguous.len());
+            let frame = buf.finish();
+            assert_eq!(frame.to_bytes(), contiguous.freeze(), "v{version}");
+            // The large record sets are the registered buffers themselves.
+            assert!(frame
+                .parts()
+                .iter()
+                .any(|p| p.as_ptr() == big.as_ptr() && p.len() == big.len()));
+            assert!(frame
+                .parts()
+                .iter()
+                .any(|p| p.as_ptr() == big.as_ptr() && p.len() == 10_000));
+            assert!(
+                !frame.parts().iter().any(|p| p.as_ptr() == small.as_ptr()),
+                "small sets are copied"
+            );
+        }
+    }
+
+    #[test]
+    fn unregistered_equal_bytes_are_copied() {
+        let registered = Bytes::from(vec![1u8; 8192]);
+        let other = Bytes::from(vec![1u8; 8192]);
+        let mut buf = FrameBuf::new(16, vec![registered]);
+        buf.put_slice(&other);
+        let frame = buf.finish();
+        assert_eq!(frame.parts().len(), 1);
+        assert_eq!(frame.len(), 8192);
+    }
+}
