@@ -21,6 +21,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use sluice_core::limits::MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION;
 use sluice_rt::exec::{spawn, Task};
+use sluice_rt::net::{write_all_vectored, AsRawFd, IoSlice};
 use sluice_rt::sync::{bounded, Receiver};
 use sluice_rt::time::timeout;
 
@@ -37,9 +38,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// shard shuts down (signalled by `shutdown` closing).
 pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, shutdown: Receiver<()>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + AsRawFd + Unpin + 'static,
 {
     shard.metrics.connection_opened();
+    // Frames of several parts (Fetch) are written with one gathering send on the socket.
+    let fd = stream.as_raw_fd();
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let (pending_tx, pending_rx) = bounded::<Pending>(MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION);
     // The writer closes this when it stops early (a request it cannot answer, or a
@@ -51,11 +54,17 @@ where
         while let Ok(task) = pending_rx.recv().await {
             match task.await {
                 Ok(Some(response)) => {
-                    for part in response.parts() {
-                        if let Err(e) = writer.write_all(part).await {
-                            tracing::debug!(%peer, error = %e, "write failed");
-                            return;
+                    let written = match response.as_single() {
+                        Some(bytes) => writer.write_all(bytes).await,
+                        None => {
+                            let mut slices: Vec<IoSlice<'_>> =
+                                response.parts().map(|p| IoSlice::new(p)).collect();
+                            write_all_vectored(fd, &mut writer, &mut slices).await
                         }
+                    };
+                    if let Err(e) = written {
+                        tracing::debug!(%peer, error = %e, "write failed");
+                        return;
                     }
                 }
                 Ok(None) => {}

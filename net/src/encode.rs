@@ -5,8 +5,9 @@
 //! is the encode target instead: it copies the small fields into a growing head, and
 //! when the codec writes a slice that *is* one of the registered record sets (same
 //! address and length), it ends the head there and keeps the record set itself as the
-//! next part. The frame is then written part by part, so record data crosses user
-//! space once: from the log's buffer into the socket.
+//! next part. The connection writes the parts with one gathering send
+//! ([`sluice_rt::net::write_all_vectored`]), so record data crosses user space once:
+//! from the log's buffer (a slice of the read cache) into the socket.
 
 use std::ops::Range;
 
@@ -17,31 +18,52 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 /// Slices shorter than this are copied even when registered: a part costs a write.
 const ZERO_COPY_MIN_BYTES: usize = 4096;
 
-/// An encoded response frame: its bytes in order, as one or more parts.
+/// An encoded response frame: its bytes in order, as one or more parts. Most frames
+/// are one buffer (`tail` alone, nothing allocated beside it); a Fetch frame is the
+/// record sets it references with the encoded fields between them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseFrame {
-    parts: Vec<Bytes>,
+    /// The parts before `tail`, in order.
+    leading: Vec<Bytes>,
+    tail: Bytes,
 }
 
 impl ResponseFrame {
-    pub fn parts(&self) -> &[Bytes] {
-        &self.parts
+    /// A frame that is one buffer.
+    pub fn single(bytes: Bytes) -> ResponseFrame {
+        ResponseFrame {
+            leading: Vec::new(),
+            tail: bytes,
+        }
+    }
+
+    /// The frame's one buffer, if it has only one.
+    pub fn as_single(&self) -> Option<&Bytes> {
+        self.leading.is_empty().then_some(&self.tail)
+    }
+
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        self.leading.iter().chain(std::iter::once(&self.tail))
     }
 
     /// Total bytes of the frame, size prefix included.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
+        self.parts().map(Bytes::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(Bytes::is_empty)
+        self.parts().all(Bytes::is_empty)
     }
 
     /// The frame as one buffer (tests and tools; copies when there are several parts).
     pub fn to_bytes(&self) -> Bytes {
-        match self.parts.as_slice() {
-            [one] => one.clone(),
-            parts => parts.concat().into(),
+        match self.as_single() {
+            Some(one) => one.clone(),
+            None => {
+                let mut whole = BytesMut::with_capacity(self.len());
+                self.parts().for_each(|p| whole.extend_from_slice(p));
+                whole.freeze()
+            }
         }
     }
 }
@@ -65,11 +87,11 @@ impl FrameBuf {
         }
     }
 
-    pub fn finish(mut self) -> ResponseFrame {
-        if !self.head.is_empty() || self.done.is_empty() {
-            self.done.push(self.head.freeze());
+    pub fn finish(self) -> ResponseFrame {
+        ResponseFrame {
+            leading: self.done,
+            tail: self.head.freeze(),
         }
-        ResponseFrame { parts: self.done }
     }
 
     fn registered(&self, src: &[u8]) -> Option<Bytes> {
@@ -182,14 +204,12 @@ mod tests {
             // The large record sets are the registered buffers themselves.
             assert!(frame
                 .parts()
-                .iter()
                 .any(|p| p.as_ptr() == big.as_ptr() && p.len() == big.len()));
             assert!(frame
                 .parts()
-                .iter()
                 .any(|p| p.as_ptr() == big.as_ptr() && p.len() == 10_000));
             assert!(
-                !frame.parts().iter().any(|p| p.as_ptr() == small.as_ptr()),
+                !frame.parts().any(|p| p.as_ptr() == small.as_ptr()),
                 "small sets are copied"
             );
         }
@@ -202,7 +222,7 @@ mod tests {
         let mut buf = FrameBuf::new(16, vec![registered]);
         buf.put_slice(&other);
         let frame = buf.finish();
-        assert_eq!(frame.parts().len(), 1);
+        assert!(frame.as_single().is_some());
         assert_eq!(frame.len(), 8192);
     }
 }

@@ -268,10 +268,11 @@ mod tests {
                         .with_leader_epoch(5)
                         .with_end_offset(42)]),
             ]);
-            let mut buf = BytesMut::new();
+            let mut buf = crate::encode::FrameBuf::new(64, Vec::new());
             OffsetForLeaderEpoch::encode(&response, &mut buf, version).unwrap();
             let decoded =
-                OffsetForLeaderEpochResponse::decode(&mut Bytes::from(buf), version).unwrap();
+                OffsetForLeaderEpochResponse::decode(&mut buf.finish().to_bytes(), version)
+                    .unwrap();
             assert_eq!(decoded, response, "v{version}");
         }
     }
