@@ -62,19 +62,18 @@ ceiling() {
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["tool_ceiling"]; print("%.0f rec/s" % c["records_per_s"] if c else "-")' "$1"
 }
 
-fio_ref() { # prints MiB/s of 16 KiB O_DIRECT writes, preallocated then extending
-    local f=$OUT/fio.dat
+fio_one() { # fio_one NAME [fio args...]: MiB/s of 16 KiB O_DIRECT writes, qd32, 1 GiB
+    local f=$OUT/fio.dat name=$1
+    shift
     rm -f "$f"
-    local pre ext
-    pre=$(fio --name=pre --filename="$f" --size=1G --rw=write --bs=16k --direct=1 \
-        --ioengine=io_uring --iodepth=32 --overwrite=1 --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw"]/1024))')
+    fio --name="$name" --filename="$f" --size=1G --rw=write --bs=16k --direct=1 \
+        --ioengine=io_uring --iodepth=32 "$@" --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw"]/1024))'
     rm -f "$f"
-    ext=$(fio --name=ext --filename="$f" --size=1G --rw=write --bs=16k --direct=1 \
-        --ioengine=io_uring --iodepth=32 --fallocate=none --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw"]/1024))')
-    rm -f "$f"
-    echo "fio O_DIRECT 16k qd32: preallocated $pre MiB/s, extending $ext MiB/s"
+}
+fio_ref() { # the disk's reference: preallocated (fallocate, as the broker does), overwrite, extending
+    echo "fio O_DIRECT 16k qd32: preallocated $(fio_one pre --fallocate=native) MiB/s," \
+        "overwrite $(fio_one over --overwrite=1) MiB/s, extending $(fio_one ext --fallocate=none) MiB/s"
 }
 iperf_ref() {
     iperf3 -s -1 -p $((PORT + 7)) -D
@@ -121,6 +120,14 @@ iperf_ref
 for i in $(seq "$RUNS"); do
     "$PERF" consume --bootstrap-server "$BOOT" --topic p1k-$i --json "$OUT/c1k-$i.json" --quiet >/dev/null
     echo "consume run $i: $(field "$OUT/c1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/c1k-$i.json" 0 mib_per_s) MiB/s"
+done
+
+echo "== consume a 395 MiB backlog from memory: 400000 1 KiB records, read $((RUNS + 1)) times (the first read fills the read cache)"
+"$PERF" produce --bootstrap-server "$BOOT" --topic mem --record-size 1024 --partitions 8 \
+    --acks 1 --records 400000 --no-sink-check --json "$OUT/mem-produce.json" --quiet >/dev/null
+for i in $(seq 0 "$RUNS"); do
+    "$PERF" consume --bootstrap-server "$BOOT" --topic mem --json "$OUT/mem-$i.json" --quiet >/dev/null
+    echo "memory consume read $i: $(field "$OUT/mem-$i.json" 0 records_per_s) rec/s $(field "$OUT/mem-$i.json" 0 mib_per_s) MiB/s"
 done
 
 # Half the median 100 B peak measured above.
