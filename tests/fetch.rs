@@ -59,10 +59,17 @@ fn check_records(
 ) -> Result<()> {
     ensure!(response.responses.len() == 1, "one topic in the answer");
     let partitions = &response.responses[0].partitions;
-    ensure!(partitions.len() == PARTITIONS as usize, "every partition answered");
+    ensure!(
+        partitions.len() == PARTITIONS as usize,
+        "every partition answered"
+    );
     for data in partitions {
         let p = data.partition_index;
-        ensure!(data.error_code == 0, "partition {p}: error {}", data.error_code);
+        ensure!(
+            data.error_code == 0,
+            "partition {p}: error {}",
+            data.error_code
+        );
         let records = decode_records(data.records.clone().unwrap_or_default())?;
         ensure!(
             records.len() >= at_least(p),
@@ -91,7 +98,13 @@ fn large_fetches_arrive_whole_and_in_order_when_pipelined() -> Result<()> {
     for p in 0..PARTITIONS {
         for b in 0..BATCHES {
             let records: Vec<_> = (0..RECORDS_PER_BATCH)
-                .map(|i| record(None, &value(p, b * RECORDS_PER_BATCH + i), 1_700_000_000_000))
+                .map(|i| {
+                    record(
+                        None,
+                        &value(p, b * RECORDS_PER_BATCH + i),
+                        1_700_000_000_000,
+                    )
+                })
                 .collect();
             let batch = encode_batch(&records, Compression::None)?;
             let base = client.produce_ok("big", p, batch)?;
@@ -129,9 +142,13 @@ fn large_fetches_arrive_whole_and_in_order_when_pipelined() -> Result<()> {
         let header =
             ResponseHeader::decode(&mut frame, ApiKey::Fetch.response_header_version(version))?;
         ensure!(header.correlation_id == i as i32, "answer {i} out of order");
-        let response = FetchResponse::decode(&mut frame, version)
-            .with_context(|| format!("answer {i}"))?;
-        ensure!(frame.is_empty(), "answer {i}: {} trailing bytes", frame.len());
+        let response =
+            FetchResponse::decode(&mut frame, version).with_context(|| format!("answer {i}"))?;
+        ensure!(
+            frame.is_empty(),
+            "answer {i}: {} trailing bytes",
+            frame.len()
+        );
         // Below a batch, the first partition still gets its first batch (KIP-74);
         // otherwise every partition answers up to its end.
         let at_least = |p: i32| match (*max, p) {
