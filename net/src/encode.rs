@@ -18,10 +18,16 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 /// Slices shorter than this are copied even when registered: a part costs a write.
 const ZERO_COPY_MIN_BYTES: usize = 4096;
 
+/// Whether a record set is large enough to be referenced rather than copied; a handler
+/// registers only those, so a response of small sets stays one buffer.
+pub fn worth_referencing(records: &Bytes) -> bool {
+    records.len() >= ZERO_COPY_MIN_BYTES
+}
+
 /// An encoded response frame: its bytes in order, as one or more parts. Most frames
 /// are one buffer (`tail` alone, nothing allocated beside it); a Fetch frame is the
 /// record sets it references with the encoded fields between them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ResponseFrame {
     /// The parts before `tail`, in order.
     leading: Vec<Bytes>,
@@ -29,14 +35,6 @@ pub struct ResponseFrame {
 }
 
 impl ResponseFrame {
-    /// A frame that is one buffer.
-    pub fn single(bytes: Bytes) -> ResponseFrame {
-        ResponseFrame {
-            leading: Vec::new(),
-            tail: bytes,
-        }
-    }
-
     /// The frame's one buffer, if it has only one.
     pub fn as_single(&self) -> Option<&Bytes> {
         self.leading.is_empty().then_some(&self.tail)
@@ -47,12 +45,8 @@ impl ResponseFrame {
     }
 
     /// Total bytes of the frame, size prefix included.
-    pub fn len(&self) -> usize {
+    pub fn byte_len(&self) -> usize {
         self.parts().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parts().all(Bytes::is_empty)
     }
 
     /// The frame as one buffer (tests and tools; copies when there are several parts).
@@ -60,7 +54,7 @@ impl ResponseFrame {
         match self.as_single() {
             Some(one) => one.clone(),
             None => {
-                let mut whole = BytesMut::with_capacity(self.len());
+                let mut whole = BytesMut::with_capacity(self.byte_len());
                 self.parts().for_each(|p| whole.extend_from_slice(p));
                 whole.freeze()
             }
@@ -223,6 +217,6 @@ mod tests {
         buf.put_slice(&other);
         let frame = buf.finish();
         assert!(frame.as_single().is_some());
-        assert_eq!(frame.len(), 8192);
+        assert_eq!(frame.byte_len(), 8192);
     }
 }

@@ -196,7 +196,7 @@ pub async fn observed_dispatch(
     let request_bytes = frame.len() as u64 + 4;
     let result = dispatch(shard.clone(), peer, frame).await;
     let response_bytes = match &result {
-        Ok(Some(response)) => response.len() as u64,
+        Ok(Some(response)) => response.byte_len() as u64,
         _ => 0,
     };
     shard

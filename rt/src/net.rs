@@ -206,7 +206,7 @@ mod tests {
             s.read_to_end(&mut got).unwrap();
             got
         });
-        let filler = crate::exec::block_on(async move {
+        let (filler, expected) = crate::exec::block_on(async move {
             let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
             let fd = stream.as_raw_fd();
             let chunk = [0xa5u8; 64 * 1024];
@@ -226,7 +226,6 @@ mod tests {
             stream.close().await.unwrap();
             (filler, parts.concat())
         });
-        let (filler, expected) = filler;
         let got = reader.join().unwrap();
         assert!(filler > 0);
         assert_eq!(got.len(), filler + expected.len());

@@ -50,8 +50,9 @@ impl Handler for Fetch {
             .responses
             .iter()
             .flat_map(|t| t.partitions.iter())
-            .filter_map(|p| p.records.clone())
-            .filter(|records| !records.is_empty())
+            .filter_map(|p| p.records.as_ref())
+            .filter(|records| crate::encode::worth_referencing(records))
+            .cloned()
             .collect()
     }
 
