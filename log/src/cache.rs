@@ -14,10 +14,19 @@
 //! spanning entries is copied once into a buffer sized for the whole answer, and when
 //! those entries are small (the pieces of writes) the answer replaces them, so the next
 //! reader of the same range (another consumer, or a re-read) gets a slice. Entries
-//! of a log and segment never overlap. The budget ([`LogConfig::cache_max_bytes`],
-//! `log.cache.max.bytes`) counts the bytes of the entries; when an insert would exceed
-//! it, the least recently used entries of any log of the shard are evicted. Bytes a
-//! reader still holds stay alive until it drops them, outside the budget.
+//! of a log and segment never overlap.
+//!
+//! Written bytes are copied once, into the log's current *chunk* (see
+//! [`crate::chunk`]): one allocation of 64 KiB to 1 MiB that a log's writes fill one
+//! after another, its entry growing over the same memory with every write, so a write
+//! costs one copy and no allocation, and an eviction frees a chunk at a time, not a
+//! buffer per write. The budget ([`LogConfig::cache_max_bytes`],
+//! `log.cache.max.bytes`) counts the bytes of the entries plus the unwritten room of
+//! the open chunks (which hold at most a quarter of it: a shard with many written logs
+//! gets smaller chunks and retires the least recently written one's); when an insert
+//! would exceed it, the least recently used entries of any log of the shard are
+//! evicted. Bytes a reader still holds stay alive until it drops them, outside the
+//! budget, and so does the rest of a chunk while an entry or a reader holds part of it.
 //!
 //! The cache is only a cache: it holds copies of bytes whose write to the segment file
 //! completed (or that were read back from it), so losing it loses nothing. The logs
@@ -31,15 +40,25 @@
 //! [`LogConfig::cache_max_bytes`]: sluice_core::config::LogConfig::cache_max_bytes
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-/// A written range that follows on from an entry shorter than this is merged into it
-/// (by a copy of both), so that a slow producer's many small writes do not become as
-/// many tiny entries. Copying is bounded by this much per write.
-const MERGE_BELOW_BYTES: usize = 64 * 1024;
+use crate::chunk::ChunkWriter;
+
+/// The first chunk a log's writes are copied into holds this much; each next one
+/// twice the last, up to [`MAX_CHUNK_BYTES`]. A log with little traffic holds little
+/// unused room; a busy one gets entries as large as a read-ahead window.
+const MIN_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The largest chunk (see [`MIN_CHUNK_BYTES`]).
+const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Chunks being filled hold at most the budget divided by this (a shard with many
+/// written logs gets smaller chunks, then retires the least recently written), so
+/// entries always have most of the budget.
+const OPEN_CHUNKS_SHARE: usize = 4;
 
 /// A read answer copied from several entries replaces them only when none is larger
 /// than this (see [`ReadCache::promote`]).
@@ -91,10 +110,25 @@ pub struct CacheStats {
     pub inserted_bytes: u64,
     /// Bytes evicted to stay within the budget.
     pub evicted_bytes: u64,
-    /// Bytes held now.
+    /// Bytes held now by entries.
     pub used_bytes: usize,
+    /// Room held in the chunks written data is being copied into, not yet in any
+    /// entry (counted against the budget with `used_bytes`).
+    pub reserved_bytes: usize,
     /// Entries held now.
     pub entries: usize,
+}
+
+/// The chunk a log's writes are copied into, and the entry its latest write made or
+/// extended.
+struct OpenRun {
+    writer: ChunkWriter,
+    /// The entry's key and where its bytes start in the chunk: it holds exactly
+    /// `[start, writer.filled())` unless it was evicted, invalidated or replaced.
+    entry: Option<(Key, usize)>,
+    /// The cache's clock at the log's last write (the least recently written run is
+    /// retired first when chunks would take too much of the budget).
+    last_write_tick: u64,
 }
 
 struct CacheInner {
@@ -106,6 +140,13 @@ struct CacheInner {
     entries: BTreeMap<Key, Entry>,
     /// Entries by recency: `tick -> key`, oldest first.
     lru: BTreeMap<u64, Key>,
+    /// Per log, the chunk its writes go into.
+    open: HashMap<u64, OpenRun>,
+    /// Capacity of the chunks in `open`, at most [`OPEN_CHUNKS_SHARE`] of the budget.
+    open_capacity_bytes: usize,
+    /// Their room not yet written: memory held but in no entry, counted against the
+    /// budget beside `used_bytes`.
+    reserved_bytes: usize,
     stats: CacheStats,
 }
 
@@ -132,9 +173,10 @@ impl CacheInner {
         Some(entry)
     }
 
-    /// Evicts least recently used entries until `incoming` more bytes fit.
+    /// Evicts least recently used entries until `incoming` more bytes fit beside the
+    /// entries and the room reserved in open chunks.
     fn make_room(&mut self, incoming: usize) {
-        while self.used_bytes + incoming > self.budget_bytes {
+        while self.used_bytes + self.reserved_bytes + incoming > self.budget_bytes {
             let Some((_, key)) = self.lru.pop_first() else {
                 break;
             };
@@ -147,10 +189,11 @@ impl CacheInner {
         }
     }
 
-    /// Inserts `data` at `key` unless it overlaps an entry or exceeds the budget.
+    /// Inserts `data` at `key` unless it overlaps an entry or exceeds the budget left
+    /// beside the room reserved in open chunks.
     fn insert(&mut self, key: Key, data: Bytes) {
         let len = data.len();
-        if len == 0 || len > self.budget_bytes {
+        if len == 0 || len + self.reserved_bytes > self.budget_bytes {
             return;
         }
         let end = key.file_pos + len as u64;
@@ -172,7 +215,72 @@ impl CacheInner {
         self.entries.insert(key, Entry { data, tick });
     }
 
+    /// Gives the log a fresh chunk for its writes: twice as large as its last one
+    /// (up to [`MAX_CHUNK_BYTES`]), or smaller when the open chunks would hold more
+    /// than their share of the budget, retiring the least recently written logs'
+    /// chunks if still needed. Their entries stay; the chunks' memory goes with the
+    /// last entry or reader holding it.
+    fn open_chunk(&mut self, log_id: u64) {
+        let previous = self.retire(log_id);
+        let share = (self.budget_bytes / OPEN_CHUNKS_SHARE).max(1);
+        let mut capacity = previous
+            .map_or(MIN_CHUNK_BYTES, |c| c.saturating_mul(2))
+            .min(MAX_CHUNK_BYTES)
+            .min(share);
+        if self.open_capacity_bytes + capacity > share {
+            capacity = capacity.min(MIN_CHUNK_BYTES);
+        }
+        while self.open_capacity_bytes + capacity > share {
+            let Some(oldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, run)| run.last_write_tick)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.retire(oldest);
+        }
+        self.make_room(capacity);
+        let writer = ChunkWriter::new(capacity);
+        self.open_capacity_bytes += writer.capacity();
+        self.reserved_bytes += writer.remaining();
+        self.open.insert(
+            log_id,
+            OpenRun {
+                writer,
+                entry: None,
+                last_write_tick: self.clock,
+            },
+        );
+    }
+
+    /// Stops filling the log's chunk; returns its capacity.
+    fn retire(&mut self, log_id: u64) -> Option<usize> {
+        let run = self.open.remove(&log_id)?;
+        self.open_capacity_bytes -= run.writer.capacity();
+        self.reserved_bytes -= run.writer.remaining();
+        Some(run.writer.capacity())
+    }
+
     fn check(&self) {
+        debug_assert_eq!(
+            self.open_capacity_bytes,
+            self.open
+                .values()
+                .map(|r| r.writer.capacity())
+                .sum::<usize>()
+        );
+        debug_assert_eq!(
+            self.reserved_bytes,
+            self.open
+                .values()
+                .map(|r| r.writer.remaining())
+                .sum::<usize>()
+        );
+        debug_assert!(
+            self.used_bytes + self.reserved_bytes <= self.budget_bytes || self.entries.is_empty()
+        );
         debug_assert_eq!(self.entries.len(), self.lru.len());
         debug_assert_eq!(
             self.used_bytes,
@@ -197,6 +305,9 @@ impl ReadCache {
                 next_log_id: 0,
                 entries: BTreeMap::new(),
                 lru: BTreeMap::new(),
+                open: HashMap::new(),
+                open_capacity_bytes: 0,
+                reserved_bytes: 0,
                 stats: CacheStats::default(),
             }),
         })
@@ -219,6 +330,10 @@ impl ReadCache {
     pub fn set_budget(&self, budget_bytes: usize) {
         let mut inner = self.inner.borrow_mut();
         inner.budget_bytes = budget_bytes;
+        let logs: Vec<u64> = inner.open.keys().copied().collect();
+        for log_id in logs {
+            inner.retire(log_id);
+        }
         inner.make_room(0);
     }
 
@@ -231,6 +346,7 @@ impl ReadCache {
         inner.check();
         CacheStats {
             used_bytes: inner.used_bytes,
+            reserved_bytes: inner.reserved_bytes,
             entries: inner.entries.len(),
             ..inner.stats
         }
@@ -293,8 +409,10 @@ impl ReadCache {
     }
 
     /// Caches `data`, just written to the segment file at `file_pos` (where the
-    /// previously written bytes end). Merged into the entry ending there when that is
-    /// short. Copies `data` only when the cache has a budget.
+    /// previously written bytes end): copied once into the log's chunk, extending the
+    /// entry of the log's previous write when it ends at `file_pos` in the same chunk
+    /// (no copy of what it holds), else as an entry of its own. Copies nothing when the
+    /// cache has no budget.
     pub(crate) fn insert_written(
         &self,
         log_id: u64,
@@ -303,27 +421,58 @@ impl ReadCache {
         data: &[u8],
     ) {
         let mut inner = self.inner.borrow_mut();
-        if data.is_empty() || inner.budget_bytes == 0 {
+        if data.is_empty() || data.len() > inner.budget_bytes {
             return;
         }
-        let short_previous = file_pos.checked_sub(1).and_then(|last| {
-            inner.containing(log_id, segment_base, last).filter(|k| {
-                let e = &inner.entries[k];
-                e.end(k) == file_pos && e.data.len() < MERGE_BELOW_BYTES
-            })
-        });
-        match short_previous {
-            Some(key) => {
-                let old = inner.remove(&key).expect("just found");
-                let mut merged = BytesMut::with_capacity(old.data.len() + data.len());
-                merged.extend_from_slice(&old.data);
-                merged.extend_from_slice(data);
-                inner.insert(key, merged.freeze());
+        let mut pos = file_pos;
+        let mut rest = data;
+        while !rest.is_empty() {
+            if inner
+                .open
+                .get(&log_id)
+                .is_none_or(|run| run.writer.remaining() == 0)
+            {
+                inner.open_chunk(log_id);
             }
-            _ => inner.insert(
-                Key::new(log_id, segment_base, file_pos),
-                Bytes::copy_from_slice(data),
-            ),
+            let tick = inner.tick();
+            let CacheInner {
+                open,
+                entries,
+                lru,
+                used_bytes,
+                reserved_bytes,
+                stats,
+                ..
+            } = &mut *inner;
+            let run = open.get_mut(&log_id).expect("just opened");
+            run.last_write_tick = tick;
+            let from = run.writer.filled();
+            let n = run.writer.append(rest);
+            // The bytes move from the chunk's free room to an entry: the memory held
+            // stays the same, so nothing is evicted for them.
+            *reserved_bytes -= n;
+            let to = from + n;
+            let extended = run.entry.and_then(|(key, start)| {
+                let entry = entries.get_mut(&key)?;
+                let follows = key.segment_base == segment_base
+                    && entry.end(&key) == pos
+                    && entry.data.len() == from - start;
+                follows.then(|| {
+                    entry.data = run.writer.bytes(start, to);
+                    lru.remove(&std::mem::replace(&mut entry.tick, tick));
+                    lru.insert(tick, key);
+                    *used_bytes += n;
+                    stats.inserted_bytes += n as u64;
+                })
+            });
+            if extended.is_none() {
+                let key = Key::new(log_id, segment_base, pos);
+                let bytes = run.writer.bytes(from, to);
+                run.entry = Some((key, from));
+                inner.insert(key, bytes);
+            }
+            pos += n as u64;
+            rest = &rest[n..];
         }
     }
 
@@ -391,14 +540,20 @@ impl ReadCache {
             .filter(|(k, e)| gone(k.segment_base, k.file_pos, e.end(k)))
             .map(|(k, _)| *k)
             .collect();
+        if let Some(run) = inner.open.get_mut(&log_id) {
+            if run.entry.is_some_and(|(key, _)| victims.contains(&key)) {
+                run.entry = None;
+            }
+        }
         for key in victims {
             inner.remove(&key);
         }
     }
 
-    /// Drops every entry of the log.
+    /// Drops every entry of the log, and the chunk its writes went into.
     pub(crate) fn remove_log(&self, log_id: u64) {
         self.invalidate(log_id, |_, _, _| true);
+        self.inner.borrow_mut().retire(log_id);
     }
 }
 
@@ -481,29 +636,118 @@ mod tests {
     }
 
     #[test]
-    fn small_writes_merge_into_the_entry_they_follow() {
+    fn consecutive_writes_extend_one_entry_without_copying_it() {
         let cache = ReadCache::new(1 << 20);
         let log = cache.register_log();
         cache.insert_written(log, 0, 0, &[1; 10]);
+        let first = cache.get(log, 0, 0).unwrap().1;
         cache.insert_written(log, 0, 10, &[2; 10]);
         let (pos, data) = cache.get(log, 0, 15).unwrap();
         assert_eq!((pos, &data[..]), (0, &[[1u8; 10], [2u8; 10]].concat()[..]));
-        let big = MERGE_BELOW_BYTES as u64;
-        cache.insert_written(log, 0, 20, &[3; MERGE_BELOW_BYTES]);
-        assert_eq!(cache.stats().entries, 1, "merged into the short entry");
-        // The entry is no longer short: the next write is an entry of its own.
-        cache.insert_written(log, 0, 20 + big, &[4; 10]);
+        assert_eq!(data.as_ptr(), first.as_ptr(), "the same memory, grown");
+        assert_eq!(&first[..], &[1; 10], "a reader's bytes do not change");
         let s = cache.stats();
-        assert_eq!((s.entries, s.used_bytes), (2, 30 + MERGE_BELOW_BYTES));
-        assert_eq!(cache.get(log, 0, 20 + big).unwrap().0, 20 + big);
-        // Not contiguous with the previous entry: an entry of its own.
-        cache.insert_written(log, 0, 1_000_000, &[5; 5]);
+        assert_eq!((s.entries, s.used_bytes, s.inserted_bytes), (1, 20, 20));
+        // Not contiguous with the previous entry: an entry of its own (and the next
+        // write after it extends that one).
+        cache.insert_written(log, 0, 1_000, &[3; 5]);
+        cache.insert_written(log, 0, 1_005, &[4; 5]);
+        assert_eq!(cache.stats().entries, 2);
+        assert_eq!(cache.get(log, 0, 1_009).unwrap().0, 1_000);
+        // Another segment: an entry of its own, in the same chunk.
+        cache.insert_written(log, 7, 1_010, &[5; 5]);
         assert_eq!(cache.stats().entries, 3);
+        assert_eq!(cache.get(log, 0, 1_010), None);
         // Without a budget nothing is copied or kept.
         let off = ReadCache::new(0);
         let log = off.register_log();
         off.insert_written(log, 0, 0, &[1; 10]);
         assert_eq!(off.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_write_past_the_chunk_continues_in_a_larger_one() {
+        let cache = ReadCache::new(8 << 20);
+        let log = cache.register_log();
+        let head = MIN_CHUNK_BYTES - 100;
+        cache.insert_written(log, 0, 0, &vec![1; head]);
+        cache.insert_written(log, 0, head as u64, &[2; 300]);
+        // The first chunk ends 100 bytes into the second write.
+        let (pos, data) = cache.get(log, 0, 0).unwrap();
+        assert_eq!((pos, data.len()), (0, MIN_CHUNK_BYTES));
+        let (pos, data) = cache.get(log, 0, MIN_CHUNK_BYTES as u64).unwrap();
+        assert_eq!((pos, &data[..]), (MIN_CHUNK_BYTES as u64, &[2u8; 200][..]));
+        // The next chunk is twice as large: a write of that much more fits in it.
+        let at = (head + 300) as u64;
+        cache.insert_written(log, 0, at, &vec![3; MIN_CHUNK_BYTES]);
+        assert_eq!(cache.stats().entries, 2);
+        let (pos, data) = cache.get(log, 0, at).unwrap();
+        assert_eq!(
+            (pos, data.len()),
+            (MIN_CHUNK_BYTES as u64, 200 + MIN_CHUNK_BYTES)
+        );
+        assert_eq!(cache.stats().used_bytes, head + 300 + MIN_CHUNK_BYTES);
+    }
+
+    #[test]
+    fn an_evicted_or_invalidated_entry_is_not_extended() {
+        const K: usize = 1024;
+        let cache = ReadCache::new(256 * K);
+        let (a, b) = (cache.register_log(), cache.register_log());
+        cache.insert_written(a, 0, 0, &[1; 40 * K]);
+        // A reader's window of another log needs the room: a's entry is the oldest.
+        cache.insert_read(b, 0, 0, bytes(200 * K, 2));
+        assert_eq!(cache.get(a, 0, 0), None);
+        // a's next write is an entry of its own, not an extension of the evicted one.
+        cache.insert_written(a, 0, 40 * K as u64, &[3; 10 * K]);
+        let (pos, data) = cache.get(a, 0, 45 * K as u64).unwrap();
+        assert_eq!((pos, data.len()), (40 * K as u64, 10 * K));
+        let s = cache.stats();
+        assert_eq!((s.entries, s.used_bytes), (2, 210 * K));
+        assert_eq!(s.evicted_bytes, 40 * K as u64);
+        // Truncated away (like truncate_to(45 KiB)) and written again: the new bytes
+        // only.
+        let cut = 45 * K as u64;
+        cache.invalidate(a, |_, _, end| end > cut);
+        cache.insert_written(a, 0, cut, &[4; 10]);
+        let (pos, data) = cache.get(a, 0, cut).unwrap();
+        assert_eq!((pos, &data[..]), (cut, &[4u8; 10][..]));
+        // A closed log's chunk goes with its entries.
+        cache.remove_log(a);
+        assert_eq!(cache.stats().entries, 1);
+        assert!(!cache.inner.borrow().open.contains_key(&a));
+        assert_eq!(cache.stats().reserved_bytes, 0);
+    }
+
+    #[test]
+    fn open_chunks_keep_to_their_share_of_the_budget() {
+        let budget = 1 << 20;
+        let cache = ReadCache::new(budget);
+        let logs: Vec<u64> = (0..8).map(|_| cache.register_log()).collect();
+        // Each log writes more than a chunk, in turns.
+        for round in 0..20u64 {
+            for &log in &logs {
+                cache.insert_written(log, 0, round * 50_000, &[log as u8; 50_000]);
+                let s = cache.stats();
+                let inner = cache.inner.borrow();
+                assert!(inner.open_capacity_bytes <= budget / OPEN_CHUNKS_SHARE);
+                assert!(s.used_bytes + s.reserved_bytes <= budget);
+            }
+        }
+        // The last writes of every log are cached and read back whole.
+        for &log in &logs {
+            let last = 19 * 50_000;
+            let mut pos = last;
+            while pos < last + 50_000 {
+                let (start, data) = cache.get(log, 0, pos).expect("recent write cached");
+                assert!(data.iter().all(|&b| b == log as u8));
+                pos = start + data.len() as u64;
+            }
+        }
+        // Without a budget nothing stays open.
+        cache.set_budget(0);
+        assert_eq!(cache.stats().reserved_bytes, 0);
+        assert!(cache.inner.borrow().open.is_empty());
     }
 
     #[test]

@@ -93,6 +93,7 @@
 //!    takes an append.
 
 pub mod cache;
+mod chunk;
 pub mod epoch;
 pub mod error;
 pub mod files;

@@ -1,6 +1,8 @@
 //! Property test of the shard read cache: every read of a log served through a cache
 //! (of a budget from "a few batches" to "everything") returns exactly the bytes the
-//! same read returns from a cold, reopened log without a cache.
+//! same read returns from a cold, reopened log without a cache, also across
+//! truncations (a follower's cut) that drop cached bytes and write new ones in
+//! their place.
 
 use std::path::PathBuf;
 
@@ -22,6 +24,8 @@ enum Op {
         min_one: bool,
     },
     Roll,
+    /// Truncate to `end * fraction` (the batch holding it goes whole).
+    Truncate(f64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -30,6 +34,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0.0f64..1.0, 1usize..40_000, any::<bool>())
             .prop_map(|(fraction, max_bytes, min_one)| Op::Read { fraction, max_bytes, min_one }),
         1 => Just(Op::Roll),
+        1 => (0.0f64..1.0).prop_map(Op::Truncate),
     ]
 }
 
@@ -72,6 +77,16 @@ async fn run(dir: PathBuf, ops: Vec<Op>, budget_bytes: usize) {
                 reads.push(((offset, max_bytes, hw, min_one), got));
             }
             Op::Roll => log.roll().await.unwrap(),
+            Op::Truncate(fraction) => {
+                let end = log.log_end_offset();
+                log.truncate_to((end as f64 * fraction) as i64)
+                    .await
+                    .unwrap();
+                // Reads bounded below the new end still hold for the cold log; the
+                // bytes of the others are gone.
+                let end = log.log_end_offset();
+                reads.retain(|((_, _, upper, _), _)| *upper <= end);
+            }
         }
         assert!(cache.stats().used_bytes <= budget_bytes);
     }

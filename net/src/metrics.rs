@@ -282,7 +282,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         },
     );
-    let per_shard: [ShardFamily; 9] = [
+    let per_shard: [ShardFamily; 10] = [
         (
             "sluice_bytes_in_total",
             "counter",
@@ -331,8 +331,14 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
         (
             "sluice_read_cache_bytes",
             "gauge",
-            "Bytes held by the shard's read cache.",
+            "Bytes held by the shard's read cache's entries.",
             |s| s.cache.used_bytes as u64,
+        ),
+        (
+            "sluice_read_cache_reserved_bytes",
+            "gauge",
+            "Room held by the read cache's chunks being written, counted against log.cache.max.bytes.",
+            |s| s.cache.reserved_bytes as u64,
         ),
     ];
     for (name, kind, help, value) in per_shard {
@@ -515,6 +521,7 @@ mod tests {
                 inserted_bytes: 100,
                 evicted_bytes: 30,
                 used_bytes: 70,
+                reserved_bytes: 20,
                 entries: 1,
             },
         };
@@ -536,6 +543,7 @@ mod tests {
         assert!(text.contains("sluice_read_cache_misses_total{shard=\"1\"} 2\n"));
         assert!(text.contains("sluice_read_cache_evicted_bytes_total{shard=\"1\"} 30\n"));
         assert!(text.contains("sluice_read_cache_bytes{shard=\"1\"} 70\n"));
-        assert_eq!(text.matches("# TYPE").count(), 14);
+        assert!(text.contains("sluice_read_cache_reserved_bytes{shard=\"1\"} 20\n"));
+        assert_eq!(text.matches("# TYPE").count(), 15);
     }
 }
