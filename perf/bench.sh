@@ -47,6 +47,11 @@ stop_broker() {
     fi
 }
 trap stop_broker EXIT
+# Deletes a figure's topic once measured: a 10 s run at the disk's speed writes up to
+# 10 GB, and the machine's disk is shared.
+drop_topic() {
+    "$SLUICE" topics --delete --topic "$1" --bootstrap-server "$BOOT" >/dev/null
+}
 
 # jq-free extraction of one summary field: json FILE INDEX FIELD [LATENCY_FIELD]
 field() {
@@ -62,18 +67,20 @@ ceiling() {
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["tool_ceiling"]; print("%.0f rec/s" % c["records_per_s"] if c else "-")' "$1"
 }
 
-fio_one() { # fio_one NAME [fio args...]: MiB/s of 16 KiB O_DIRECT writes, qd32, 1 GiB
-    local f=$OUT/fio.dat name=$1
-    shift
+fio_one() { # fio_one BS QD [fio args...]: MiB/s of BS O_DIRECT sequential writes at queue depth QD into 1 GiB
+    local f=$OUT/fio.dat bs=$1 qd=$2
+    shift 2
     rm -f "$f"
-    fio --name="$name" --filename="$f" --size=1G --rw=write --bs=16k --direct=1 \
-        --ioengine=io_uring --iodepth=32 "$@" --output-format=json 2>/dev/null |
+    fio --name="w$bs" --filename="$f" --size=1G --rw=write --bs="$bs" --direct=1 \
+        --ioengine=io_uring --iodepth="$qd" "$@" --output-format=json 2>/dev/null |
         python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw"]/1024))'
     rm -f "$f"
 }
 fio_ref() { # the disk's reference: preallocated (fallocate, as the broker does), overwrite, extending
-    echo "fio O_DIRECT 16k qd32: preallocated $(fio_one pre --fallocate=native) MiB/s," \
-        "overwrite $(fio_one over --overwrite=1) MiB/s, extending $(fio_one ext --fallocate=none) MiB/s"
+    echo "fio O_DIRECT 16k qd32: preallocated $(fio_one 16k 32 --fallocate=native) MiB/s," \
+        "overwrite $(fio_one 16k 32 --overwrite=1) MiB/s, extending $(fio_one 16k 32 --fallocate=none) MiB/s;" \
+        "128k qd8 (as 8 partitions with one write in flight each):" \
+        "preallocated $(fio_one 128k 8 --fallocate=native) MiB/s"
 }
 iperf_ref() {
     iperf3 -s -1 -p $((PORT + 7)) -D
@@ -98,6 +105,7 @@ for i in $(seq "$RUNS"); do
     "$PERF" produce --bootstrap-server "$BOOT" --topic p100-$i --record-size 100 --partitions 8 \
         --acks 1 --duration-s "$DURATION_S" --json "$OUT/p100-$i.json" --hgrm "$OUT/p100-$i.hgrm" --quiet >/dev/null
     echo "p100 run $i: $(field "$OUT/p100-$i.json" 0 records_per_s) rec/s $(field "$OUT/p100-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/p100-$i.json" 0 latency p99_ms) ms; ceiling $(ceiling "$OUT/p100-$i.json")"
+    drop_topic p100-$i
 done
 
 echo "== produce 1 KiB, acks=1, 8 partitions, ${DURATION_S}s (vs fio in this session)"
@@ -106,13 +114,17 @@ for i in $(seq "$RUNS"); do
     "$PERF" produce --bootstrap-server "$BOOT" --topic p1k-$i --record-size 1024 --partitions 8 \
         --acks 1 --duration-s "$DURATION_S" --json "$OUT/p1k-$i.json" --hgrm "$OUT/p1k-$i.hgrm" --quiet >/dev/null
     echo "p1k run $i: $(field "$OUT/p1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/p1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/p1k-$i.json" 0 latency p99_ms) ms; ceiling $(ceiling "$OUT/p1k-$i.json")"
+    [ "$i" -gt 1 ] && drop_topic p1k-$i  # the consume figure reads p1k-1
 done
 
-echo "== produce 1 KiB, acks=1, 8 partitions, 64 KiB batches (--batch-size 65536; the default 16 KiB with 5 requests in flight bounds the tool by latency)"
-for i in $(seq "$RUNS"); do
-    "$PERF" produce --bootstrap-server "$BOOT" --topic b1k-$i --record-size 1024 --partitions 8 \
-        --acks 1 --batch-size 65536 --duration-s "$DURATION_S" --no-sink-check --json "$OUT/b1k-$i.json" --quiet >/dev/null
-    echo "p1k/64k run $i: $(field "$OUT/b1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/b1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/b1k-$i.json" 0 latency p99_ms) ms"
+echo "== produce 1 KiB, acks=1, 8 partitions, larger batches (--batch-size 65536 and 262144: with the default 16 KiB and 5 requests in flight the tool is bound by latency)"
+for kib in 64 256; do
+    for i in $(seq "$RUNS"); do
+        "$PERF" produce --bootstrap-server "$BOOT" --topic b$kib-$i --record-size 1024 --partitions 8 \
+            --acks 1 --batch-size $((kib * 1024)) --duration-s "$DURATION_S" --no-sink-check --json "$OUT/b$kib-$i.json" --quiet >/dev/null
+        echo "p1k/${kib}k run $i: $(field "$OUT/b$kib-$i.json" 0 records_per_s) rec/s $(field "$OUT/b$kib-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/b$kib-$i.json" 0 latency p99_ms) ms"
+        drop_topic b$kib-$i
+    done
 done
 
 echo "== produce 1 KiB, acks=1, 8 partitions, one batch per request (--partitions-per-request 1)"
@@ -120,12 +132,13 @@ for i in $(seq "$RUNS"); do
     "$PERF" produce --bootstrap-server "$BOOT" --topic q1k-$i --record-size 1024 --partitions 8 \
         --acks 1 --partitions-per-request 1 --duration-s "$DURATION_S" --no-sink-check --json "$OUT/q1k-$i.json" --quiet >/dev/null
     echo "p1k/1 run $i: $(field "$OUT/q1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/q1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/q1k-$i.json" 0 latency p99_ms) ms"
+    drop_topic q1k-$i
 done
 
-echo "== consume the 1 KiB backlog from offset 0 (vs iperf3 in this session)"
+echo "== consume the 1 KiB backlog of p1k-1 from offset 0, $RUNS times (vs iperf3 in this session)"
 iperf_ref
 for i in $(seq "$RUNS"); do
-    "$PERF" consume --bootstrap-server "$BOOT" --topic p1k-$i --json "$OUT/c1k-$i.json" --quiet >/dev/null
+    "$PERF" consume --bootstrap-server "$BOOT" --topic p1k-1 --json "$OUT/c1k-$i.json" --quiet >/dev/null
     echo "consume run $i: $(field "$OUT/c1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/c1k-$i.json" 0 mib_per_s) MiB/s"
 done
 
@@ -145,6 +158,7 @@ for i in $(seq "$RUNS"); do
     "$PERF" e2e --bootstrap-server "$BOOT" --topic e2e-$i --record-size 100 --partitions 8 --acks 1 \
         --rate "$HALF" --duration-s "$DURATION_S" --no-sink-check --json "$OUT/e2e-$i.json" --hgrm "$OUT/e2e-$i.hgrm" --quiet >/dev/null
     echo "e2e run $i: $(field "$OUT/e2e-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2e-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2e-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2e-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2e-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2e-$i.json" 0 latency p99_ms) ms"
+    drop_topic e2e-$i
 done
 
 start_broker --override log.flush.interval.messages=1
@@ -153,6 +167,7 @@ for i in $(seq "$RUNS"); do
     "$PERF" produce --bootstrap-server "$BOOT" --topic d1k-$i --record-size 1024 --partitions 8 \
         --acks 1 --duration-s "$DURATION_S" --no-sink-check --json "$OUT/d1k-$i.json" --hgrm "$OUT/d1k-$i.hgrm" --quiet >/dev/null
     echo "durable run $i: $(field "$OUT/d1k-$i.json" 0 records_per_s) rec/s $(field "$OUT/d1k-$i.json" 0 mib_per_s) MiB/s p99 $(field "$OUT/d1k-$i.json" 0 latency p99_ms) ms"
+    drop_topic d1k-$i
 done
 stop_broker
 rm -rf "$DATA"
