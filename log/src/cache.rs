@@ -19,8 +19,9 @@
 //! Written bytes are copied once, into the log's current *chunk* (see
 //! [`crate::chunk`]): one allocation of 64 KiB to 1 MiB that a log's writes fill one
 //! after another, its entry growing over the same memory with every write, so a write
-//! costs one copy and no allocation, and an eviction frees a chunk at a time, not a
-//! buffer per write. The budget ([`LogConfig::cache_max_bytes`],
+//! costs one copy and no allocation. A chunk that nothing reads any more (its entries
+//! evicted, its readers done) is written again by a later write rather than freed, so
+//! the write path stays on memory that is already mapped. The budget ([`LogConfig::cache_max_bytes`],
 //! `log.cache.max.bytes`) counts the bytes of the entries plus the unwritten room of
 //! the open chunks (which hold at most a quarter of it: a shard with many written logs
 //! gets smaller chunks and retires the least recently written one's); when an insert
@@ -40,12 +41,12 @@
 //! [`LogConfig::cache_max_bytes`]: sluice_core::config::LogConfig::cache_max_bytes
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::chunk::ChunkWriter;
+use crate::chunk::{ChunkWriter, Retired};
 
 /// The first chunk a log's writes are copied into holds this much; each next one
 /// twice the last, up to [`MAX_CHUNK_BYTES`]. A log with little traffic holds little
@@ -59,6 +60,10 @@ const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// written logs gets smaller chunks, then retires the least recently written), so
 /// entries always have most of the budget.
 const OPEN_CHUNKS_SHARE: usize = 4;
+
+/// Retired chunks looked at per chunk opening for one to reuse (see
+/// [`CacheInner::reclaim`]).
+const RECLAIM_SCAN: usize = 16;
 
 /// A read answer copied from several entries replaces them only when none is larger
 /// than this (see [`ReadCache::promote`]).
@@ -142,6 +147,12 @@ struct CacheInner {
     lru: BTreeMap<u64, Key>,
     /// Per log, the chunk its writes go into.
     open: HashMap<u64, OpenRun>,
+    /// Chunks no longer written, oldest first, until nothing reads them (see
+    /// [`CacheInner::reclaim`]).
+    retired: VecDeque<Retired>,
+    /// Chunks allocated and reclaimed so far.
+    chunks_allocated: u64,
+    chunks_reused: u64,
     /// Capacity of the chunks in `open`, at most [`OPEN_CHUNKS_SHARE`] of the budget.
     open_capacity_bytes: usize,
     /// Their room not yet written: memory held but in no entry, counted against the
@@ -218,8 +229,9 @@ impl CacheInner {
     /// Gives the log a fresh chunk for its writes: twice as large as its last one
     /// (up to [`MAX_CHUNK_BYTES`]), or smaller when the open chunks would hold more
     /// than their share of the budget, retiring the least recently written logs'
-    /// chunks if still needed. Their entries stay; the chunks' memory goes with the
-    /// last entry or reader holding it.
+    /// chunks if still needed. Their entries stay. The chunk is a retired one that
+    /// nothing reads any more when one of the size is at hand (see
+    /// [`CacheInner::reclaim`]), else a new allocation.
     fn open_chunk(&mut self, log_id: u64) {
         let previous = self.retire(log_id);
         let share = (self.budget_bytes / OPEN_CHUNKS_SHARE).max(1);
@@ -242,7 +254,16 @@ impl CacheInner {
             self.retire(oldest);
         }
         self.make_room(capacity);
-        let writer = ChunkWriter::new(capacity);
+        let writer = match self.reclaim(capacity) {
+            Some(writer) => {
+                self.chunks_reused += 1;
+                writer
+            }
+            None => {
+                self.chunks_allocated += 1;
+                ChunkWriter::new(capacity)
+            }
+        };
         self.open_capacity_bytes += writer.capacity();
         self.reserved_bytes += writer.remaining();
         self.open.insert(
@@ -255,12 +276,36 @@ impl CacheInner {
         );
     }
 
-    /// Stops filling the log's chunk; returns its capacity.
+    /// Stops filling the log's chunk, keeping it to be reclaimed; returns its
+    /// capacity.
     fn retire(&mut self, log_id: u64) -> Option<usize> {
         let run = self.open.remove(&log_id)?;
-        self.open_capacity_bytes -= run.writer.capacity();
+        let capacity = run.writer.capacity();
+        self.open_capacity_bytes -= capacity;
         self.reserved_bytes -= run.writer.remaining();
-        Some(run.writer.capacity())
+        self.retired.push_back(run.writer.retire());
+        Some(capacity)
+    }
+
+    /// A retired chunk of `capacity` bytes that no entry or reader holds any more,
+    /// to be written again. Looks at up to [`RECLAIM_SCAN`] retired chunks, oldest
+    /// first (eviction frees the oldest first); those still read go to the back, free
+    /// ones of another size are freed. So every free chunk is reused or freed within
+    /// a few chunk openings, and retired chunks never hold memory that the budget does
+    /// not account for for long.
+    fn reclaim(&mut self, capacity: usize) -> Option<ChunkWriter> {
+        let mut found = None;
+        for _ in 0..RECLAIM_SCAN.min(self.retired.len()) {
+            let retired = self.retired.pop_front().expect("counted");
+            match retired.reclaim() {
+                Ok(writer) if found.is_none() && writer.capacity() == capacity => {
+                    found = Some(writer);
+                }
+                Ok(other_size) => drop(other_size),
+                Err(still_read) => self.retired.push_back(still_read),
+            }
+        }
+        found
     }
 
     fn check(&self) {
@@ -306,6 +351,9 @@ impl ReadCache {
                 entries: BTreeMap::new(),
                 lru: BTreeMap::new(),
                 open: HashMap::new(),
+                retired: VecDeque::new(),
+                chunks_allocated: 0,
+                chunks_reused: 0,
                 open_capacity_bytes: 0,
                 reserved_bytes: 0,
                 stats: CacheStats::default(),
@@ -335,6 +383,8 @@ impl ReadCache {
             inner.retire(log_id);
         }
         inner.make_room(0);
+        // The entries hold what they need; unheld chunks go now.
+        inner.retired.clear();
     }
 
     pub fn budget_bytes(&self) -> usize {
@@ -717,6 +767,46 @@ mod tests {
         assert_eq!(cache.stats().entries, 1);
         assert!(!cache.inner.borrow().open.contains_key(&a));
         assert_eq!(cache.stats().reserved_bytes, 0);
+    }
+
+    #[test]
+    fn chunks_nothing_reads_are_written_again_instead_of_allocated() {
+        const MIB: usize = 1 << 20;
+        let budget = 4 * MIB;
+        let cache = ReadCache::new(budget);
+        let log = cache.register_log();
+        let write = 16 * 1024;
+        // A reader holds the first write's bytes throughout: its chunk is never reused.
+        cache.insert_written(log, 0, 0, &[7; 16 * 1024]);
+        let held = cache.get(log, 0, 0).unwrap().1;
+        let mut pos = write as u64;
+        for i in 1..(64 * MIB / write) {
+            cache.insert_written(log, 0, pos, &[(i % 251) as u8; 16 * 1024]);
+            pos += write as u64;
+        }
+        let inner = cache.inner.borrow();
+        // 64 MiB went through a 4 MiB budget: chunks of 64 KiB to 1 MiB were opened,
+        // and all but a budget's worth (plus the ramp-up and the held one) were
+        // reclaimed ones.
+        assert!(inner.chunks_reused >= 50, "reused {}", inner.chunks_reused);
+        assert!(
+            inner.chunks_allocated <= 12,
+            "allocated {}",
+            inner.chunks_allocated
+        );
+        drop(inner);
+        assert_eq!(
+            &held[..],
+            &[7; 16 * 1024][..],
+            "a held chunk is not rewritten"
+        );
+        // The last writes read back.
+        let (start, data) = cache.get(log, 0, pos - 1).unwrap();
+        let last = (64 * MIB / write - 1) % 251;
+        assert_eq!(data[(pos - 1 - start) as usize], last as u8);
+        // Without a budget nothing is kept, retired chunks included.
+        cache.set_budget(0);
+        assert!(cache.inner.borrow().retired.is_empty());
     }
 
     #[test]
