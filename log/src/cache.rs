@@ -309,19 +309,12 @@ impl CacheInner {
     }
 
     fn check(&self) {
+        let (capacity, room) = self.open.values().fold((0, 0), |(c, r), run| {
+            (c + run.writer.capacity(), r + run.writer.remaining())
+        });
         debug_assert_eq!(
-            self.open_capacity_bytes,
-            self.open
-                .values()
-                .map(|r| r.writer.capacity())
-                .sum::<usize>()
-        );
-        debug_assert_eq!(
-            self.reserved_bytes,
-            self.open
-                .values()
-                .map(|r| r.writer.remaining())
-                .sum::<usize>()
+            (self.open_capacity_bytes, self.reserved_bytes),
+            (capacity, room)
         );
         debug_assert!(
             self.used_bytes + self.reserved_bytes <= self.budget_bytes || self.entries.is_empty()
@@ -590,11 +583,6 @@ impl ReadCache {
             .filter(|(k, e)| gone(k.segment_base, k.file_pos, e.end(k)))
             .map(|(k, _)| *k)
             .collect();
-        if let Some(run) = inner.open.get_mut(&log_id) {
-            if run.entry.is_some_and(|(key, _)| victims.contains(&key)) {
-                run.entry = None;
-            }
-        }
         for key in victims {
             inner.remove(&key);
         }

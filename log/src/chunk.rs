@@ -33,10 +33,11 @@ struct Chunk {
     capacity: usize,
 }
 
-// SAFETY: the bytes a `Chunk` shares (through `ChunkView`) are never written after
-// they are shared; the only writer (`ChunkWriter`, unique and `&mut`) writes bytes no
-// view covers. Reading immutable memory from several threads is sound, and the
-// allocation is freed once, by the last `Arc`.
+// SAFETY: the bytes a `Chunk` shares (through `ChunkView`) are never written while a
+// view covers them: the only writer (`ChunkWriter`, unique and `&mut`) writes past
+// every view, and a retired chunk is written again only once its `Arc` is unique
+// (`Retired::reclaim`), when no view is left. Reading immutable memory from several
+// threads is sound, and the allocation is freed once, by the last `Arc`.
 unsafe impl Send for Chunk {}
 unsafe impl Sync for Chunk {}
 
