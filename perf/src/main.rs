@@ -258,30 +258,38 @@ fn start_producers(
         (None, Some(_)) => u64::MAX,
         (None, None) => (DEFAULT_DURATION_S * 1e9) as u64,
     };
-    let schedule = Schedule {
-        records: records_each,
-        end_ns: clock.now_ns().saturating_add(end_ns),
-        interval_ns,
-    };
-    let mut producers = Vec::new();
+    // Connections and frames first; the schedule starts once all are ready.
+    let mut ready = Vec::new();
     for _ in 0..args.producers {
         for (addr, partitions) in &groups {
             let frames = partitions
                 .chunks(batches_per_request)
                 .map(|group| produce::build_frame(spec, group, &batch, batch_records as u64))
                 .collect::<Result<Vec<_>>>()?;
-            producers.push(Producer::start(
-                *addr,
+            ready.push((Producer::connect(*addr)?, frames));
+        }
+    }
+    let start_ns = clock.now_ns();
+    let schedule = Schedule {
+        records: records_each,
+        start_ns,
+        end_ns: start_ns.saturating_add(end_ns),
+        interval_ns,
+    };
+    ready
+        .into_iter()
+        .map(|(stream, frames)| {
+            Producer::start(
+                stream,
                 spec,
                 frames,
                 schedule,
                 clock,
                 stats.clone(),
                 stop.clone(),
-            )?);
-        }
-    }
-    Ok(producers)
+            )
+        })
+        .collect()
 }
 
 /// Produces into the discard sink with the run's settings (no rate): the records/s the

@@ -64,6 +64,9 @@ pub struct ProduceSpec {
 pub struct Schedule {
     /// Records this connection sends at most.
     pub records: u64,
+    /// Run-clock time the first record is due (at a rate): once every connection is
+    /// open, so setting up is not counted as the broker's latency.
+    pub start_ns: u64,
     /// Run-clock time after which no new batch is sent.
     pub end_ns: u64,
     /// Spacing of intended record send times; `None` sends as fast as acks allow.
@@ -255,9 +258,16 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Starts a connection to `addr` sending `frames` round-robin.
+    /// Connects to `addr`, ready for [`Producer::start`].
+    pub fn connect(addr: SocketAddr) -> Result<TcpStream> {
+        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// Starts sending `frames` round-robin on a connection from [`Producer::connect`].
     pub fn start(
-        addr: SocketAddr,
+        stream: TcpStream,
         spec: &ProduceSpec,
         frames: Vec<Frame>,
         schedule: Schedule,
@@ -269,8 +279,6 @@ impl Producer {
             !frames.is_empty(),
             "a producer needs at least one partition"
         );
-        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
         let acks = spec.acks;
         let spec_stamp = spec.stamp;
         let max_in_flight = spec.max_in_flight.max(1);
@@ -326,7 +334,7 @@ impl Producer {
                 let frame = &frames[(batch_index % frames.len() as u64) as usize];
                 let (first_ns, interval_ns) = match schedule.interval_ns {
                     Some(interval) => {
-                        let first = sent_records * interval;
+                        let first = schedule.start_ns + sent_records * interval;
                         // Due when its last record is due (the batch is then full, or
                         // linger has expired).
                         let due = first + (frame.records - 1) * interval;
