@@ -160,6 +160,13 @@ for i in $(seq "$RUNS"); do
     echo "e2e run $i: $(field "$OUT/e2e-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2e-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2e-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2e-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2e-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2e-$i.json" 0 latency p99_ms) ms"
     drop_topic e2e-$i
 done
+echo "== e2e as above, steady state: the first 2 s of a $((DURATION_S + 2)) s run left out of the latencies (--warmup-s 2)"
+for i in $(seq "$RUNS"); do
+    "$PERF" e2e --bootstrap-server "$BOOT" --topic e2w-$i --record-size 100 --partitions 8 --acks 1 \
+        --rate "$HALF" --duration-s "$((DURATION_S + 2))" --warmup-s 2 --no-sink-check --json "$OUT/e2w-$i.json" --hgrm "$OUT/e2w-$i.hgrm" --quiet >/dev/null
+    echo "e2e steady run $i: $(field "$OUT/e2w-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2w-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2w-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2w-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2w-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2w-$i.json" 0 latency p99_ms) ms"
+    drop_topic e2w-$i
+done
 
 start_broker --override log.flush.interval.messages=1
 echo "== durable (log.flush.interval.messages=1): produce 1 KiB, acks=1, 8 partitions"

@@ -103,6 +103,11 @@ struct PerfArgs {
     /// Target rate, records/s over all producers; latency counts from intended times.
     #[arg(long)]
     rate: Option<f64>,
+    /// Leave records due in the first this many seconds of the run out of the latency
+    /// figures (they are still sent, acknowledged and counted in the throughput), so
+    /// the figures describe the steady state and not the topic's first appends.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_s: f64,
     /// Write the latency percentile distribution (HdrHistogram .hgrm text) here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
@@ -187,6 +192,10 @@ fn validate(args: &PerfArgs) -> Result<()> {
         args.linger_ms >= 0.0 && args.linger_ms.is_finite(),
         "--linger-ms must be 0 or more"
     );
+    ensure!(
+        args.warmup_s >= 0.0 && args.warmup_s.is_finite(),
+        "--warmup-s must be 0 or more"
+    );
     Ok(())
 }
 
@@ -215,9 +224,9 @@ fn start_producers(
     args: &PerfArgs,
     spec: &ProduceSpec,
     layout: &TopicLayout,
-    duration_s: Option<f64>,
     clock: Clock,
     stats: &Arc<Stats>,
+    also_measured: &[&Arc<Stats>],
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<Producer>> {
     let groups = layout.by_leader();
@@ -253,7 +262,7 @@ fn start_producers(
     let records_each = args
         .records
         .map_or(u64::MAX, |n| n.div_ceil(connections as u64));
-    let end_ns = match (duration_s, args.records) {
+    let end_ns = match (args.duration_s, args.records) {
         (Some(s), _) => (s * 1e9) as u64,
         (None, Some(_)) => u64::MAX,
         (None, None) => (DEFAULT_DURATION_S * 1e9) as u64,
@@ -270,6 +279,10 @@ fn start_producers(
         }
     }
     let start_ns = clock.now_ns();
+    let measure_from = start_ns + (args.warmup_s * 1e9) as u64;
+    for measured in std::iter::once(stats).chain(also_measured.iter().copied()) {
+        measured.measure_from(measure_from);
+    }
     let schedule = Schedule {
         records: records_each,
         start_ns,
@@ -306,6 +319,8 @@ fn sink_ceiling(args: &PerfArgs) -> Result<Summary> {
         rate: None,
         records: None,
         acks,
+        warmup_s: 0.0,
+        duration_s: Some(args.sink_seconds),
         ..args.clone()
     };
     let spec = produce_spec(&sink_args, version, false);
@@ -313,15 +328,7 @@ fn sink_ceiling(args: &PerfArgs) -> Result<Summary> {
     let stats = Stats::new("sink");
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    let producers = start_producers(
-        &sink_args,
-        &spec,
-        &layout,
-        Some(args.sink_seconds),
-        clock,
-        &stats,
-        &stop,
-    )?;
+    let producers = start_producers(&sink_args, &spec, &layout, clock, &stats, &[], &stop)?;
     for p in producers {
         p.join()?;
     }
@@ -351,7 +358,7 @@ fn run_produce(args: &PerfArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Progress::start(vec![stats.clone()], args.quiet);
     let start = Instant::now();
-    let producers = start_producers(args, &spec, &layout, args.duration_s, clock, &stats, &stop)?;
+    let producers = start_producers(args, &spec, &layout, clock, &stats, &[], &stop)?;
     let mut result = Ok(());
     for p in producers {
         if let Err(e) = p.join() {
@@ -479,9 +486,9 @@ fn run_e2e(args: &PerfArgs) -> Result<()> {
         args,
         &spec,
         &layout,
-        args.duration_s,
         clock,
         &produced,
+        &[&consumed],
         &stop_producers,
     )?;
     let mut result = Ok(());
@@ -612,6 +619,7 @@ fn write_outputs(args: &PerfArgs, summaries: &[&Summary], ceiling: Option<&Summa
                 "consumers": args.consumers,
                 "max_in_flight": args.max_in_flight,
                 "rate_records_per_s": args.rate,
+                "warmup_s": args.warmup_s,
             },
             "results": summaries.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
             "tool_ceiling": ceiling.map(|c| c.to_json()),

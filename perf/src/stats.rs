@@ -28,6 +28,9 @@ pub struct Stats {
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
+    /// Records intended before this run-clock time are left out of the latency
+    /// histogram (the warm-up).
+    measure_from_ns: AtomicU64,
 }
 
 impl Stats {
@@ -38,6 +41,7 @@ impl Stats {
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latency_us: Mutex::new(new_histogram()),
+            measure_from_ns: AtomicU64::new(0),
         })
     }
 
@@ -50,6 +54,19 @@ impl Stats {
     /// `first_ns` is the first record's intended time and `interval_ns` the schedule's
     /// spacing (0 when the whole batch was due at once), both on the run's clock.
     pub fn record_batch_latency(&self, now_ns: u64, first_ns: u64, interval_ns: u64, count: u64) {
+        let from = self.measure_from_ns.load(Ordering::Relaxed);
+        let (first_ns, count) = if first_ns >= from {
+            (first_ns, count)
+        } else if interval_ns == 0 {
+            return;
+        } else {
+            // Records k < skip were due before `from`.
+            let skip = (from - first_ns).div_ceil(interval_ns);
+            if skip >= count {
+                return;
+            }
+            (first_ns + skip * interval_ns, count - skip)
+        };
         let mut histogram = self.latency_us.lock().expect("stats lock poisoned");
         if interval_ns == 0 {
             let latency_us = now_ns.saturating_sub(first_ns) / 1000;
@@ -57,6 +74,11 @@ impl Stats {
             return;
         }
         record_spaced(&mut histogram, now_ns, first_ns, interval_ns, count);
+    }
+
+    /// Leaves records intended before `at_ns` (run clock) out of the latencies.
+    pub fn measure_from(&self, at_ns: u64) {
+        self.measure_from_ns.store(at_ns, Ordering::Relaxed);
     }
 
     pub fn histogram(&self) -> Histogram<u64> {
@@ -417,6 +439,21 @@ mod tests {
         assert_eq!(h.len(), 4);
         assert_eq!(h.max(), h.highest_equivalent(10_000));
         assert_eq!(h.min(), h.lowest_equivalent(7_000));
+    }
+
+    #[test]
+    fn warm_up_records_are_left_out() {
+        let stats = Stats::new("t");
+        stats.measure_from(2_500);
+        // Due at 0, 1000, ..., 4000 ns: the last two are measured.
+        stats.record_batch_latency(10_000, 0, 1_000, 5);
+        assert_eq!(stats.histogram().len(), 2);
+        // A whole batch inside the warm-up, closed loop or spaced, is left out.
+        stats.record_batch_latency(10_000, 0, 0, 3);
+        stats.record_batch_latency(10_000, 0, 100, 3);
+        assert_eq!(stats.histogram().len(), 2);
+        stats.record_batch_latency(10_000, 2_500, 0, 3);
+        assert_eq!(stats.histogram().len(), 5);
     }
 
     proptest::proptest! {
