@@ -122,6 +122,10 @@ pub struct CacheStats {
     pub reserved_bytes: usize,
     /// Entries held now.
     pub entries: usize,
+    /// Chunks allocated for written data.
+    pub chunks_allocated: u64,
+    /// Retired chunks written again instead of allocating (see `CacheInner::reclaim`).
+    pub chunks_reused: u64,
 }
 
 /// The chunk a log's writes are copied into, and the entry its latest write made or
@@ -150,9 +154,6 @@ struct CacheInner {
     /// Chunks no longer written, oldest first, until nothing reads them (see
     /// [`CacheInner::reclaim`]).
     retired: VecDeque<Retired>,
-    /// Chunks allocated and reclaimed so far.
-    chunks_allocated: u64,
-    chunks_reused: u64,
     /// Capacity of the chunks in `open`, at most [`OPEN_CHUNKS_SHARE`] of the budget.
     open_capacity_bytes: usize,
     /// Their room not yet written: memory held but in no entry, counted against the
@@ -256,11 +257,11 @@ impl CacheInner {
         self.make_room(capacity);
         let writer = match self.reclaim(capacity) {
             Some(writer) => {
-                self.chunks_reused += 1;
+                self.stats.chunks_reused += 1;
                 writer
             }
             None => {
-                self.chunks_allocated += 1;
+                self.stats.chunks_allocated += 1;
                 ChunkWriter::new(capacity)
             }
         };
@@ -345,8 +346,6 @@ impl ReadCache {
                 lru: BTreeMap::new(),
                 open: HashMap::new(),
                 retired: VecDeque::new(),
-                chunks_allocated: 0,
-                chunks_reused: 0,
                 open_capacity_bytes: 0,
                 reserved_bytes: 0,
                 stats: CacheStats::default(),
@@ -772,17 +771,16 @@ mod tests {
             cache.insert_written(log, 0, pos, &[(i % 251) as u8; 16 * 1024]);
             pos += write as u64;
         }
-        let inner = cache.inner.borrow();
+        let stats = cache.stats();
         // 64 MiB went through a 4 MiB budget: chunks of 64 KiB to 1 MiB were opened,
         // and all but a budget's worth (plus the ramp-up and the held one) were
         // reclaimed ones.
-        assert!(inner.chunks_reused >= 50, "reused {}", inner.chunks_reused);
+        assert!(stats.chunks_reused >= 50, "reused {}", stats.chunks_reused);
         assert!(
-            inner.chunks_allocated <= 12,
+            stats.chunks_allocated <= 12,
             "allocated {}",
-            inner.chunks_allocated
+            stats.chunks_allocated
         );
-        drop(inner);
         assert_eq!(
             &held[..],
             &[7; 16 * 1024][..],

@@ -282,7 +282,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         },
     );
-    let per_shard: [ShardFamily; 10] = [
+    let per_shard: [ShardFamily; 12] = [
         (
             "sluice_bytes_in_total",
             "counter",
@@ -339,6 +339,18 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             "gauge",
             "Room held by the read cache's chunks being written, counted against log.cache.max.bytes.",
             |s| s.cache.reserved_bytes as u64,
+        ),
+        (
+            "sluice_read_cache_chunks_allocated_total",
+            "counter",
+            "Chunks allocated for written data by the read cache.",
+            |s| s.cache.chunks_allocated,
+        ),
+        (
+            "sluice_read_cache_chunks_reused_total",
+            "counter",
+            "Retired read-cache chunks that nothing read any more, written again instead of allocating.",
+            |s| s.cache.chunks_reused,
         ),
     ];
     for (name, kind, help, value) in per_shard {
@@ -523,6 +535,8 @@ mod tests {
                 used_bytes: 70,
                 reserved_bytes: 20,
                 entries: 1,
+                chunks_allocated: 4,
+                chunks_reused: 9,
             },
         };
         let text = render(&[snapshot]);
@@ -544,6 +558,8 @@ mod tests {
         assert!(text.contains("sluice_read_cache_evicted_bytes_total{shard=\"1\"} 30\n"));
         assert!(text.contains("sluice_read_cache_bytes{shard=\"1\"} 70\n"));
         assert!(text.contains("sluice_read_cache_reserved_bytes{shard=\"1\"} 20\n"));
-        assert_eq!(text.matches("# TYPE").count(), 15);
+        assert!(text.contains("sluice_read_cache_chunks_allocated_total{shard=\"1\"} 4\n"));
+        assert!(text.contains("sluice_read_cache_chunks_reused_total{shard=\"1\"} 9\n"));
+        assert_eq!(text.matches("# TYPE").count(), 17);
     }
 }
