@@ -1215,6 +1215,15 @@ impl UringCommon for SleepableRing {
     }
 }
 
+/// Sluice patch: whether the timer in `slot` is still armed (submitted or about to
+/// be, and not completed).
+fn is_armed(slot: &Cell<Option<Source>>) -> bool {
+    let source = slot.take();
+    let armed = source.as_ref().is_some_and(|s| s.result().is_none());
+    slot.set(source);
+    armed
+}
+
 pub(crate) struct Reactor {
     // FIXME: it is starting to feel we should clean this up to a Inner pattern
     main_ring: RefCell<SleepableRing>,
@@ -1222,6 +1231,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// Sluice patch: when the armed latency-ring timer expires.
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1364,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1826,39 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // Sluice patch (see vendor/README.md): a timer still armed in the kernel is
+        // kept rather than cancelled and armed again on every call, which made two
+        // thirds of all submissions timeouts and their cancellations. The latency
+        // timer is kept while it expires no later than the one this call would arm
+        // (the preempt period when running; the user timer, or none at all, before
+        // sleeping): it then only fires early, which costs one spurious preemption or
+        // wake-up, never a late one. The throughput timer counts completions from
+        // when it was armed, so a kept one fires after `ring_depth` completions
+        // however many calls they span, instead of never under steady load.
+        let now = Instant::now();
+        let wanted = match preempt_timer() {
+            Some(preempt) => Some(preempt),
+            None => user_timer,
+        };
+        let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
+            && match (self.latency_preemption_deadline.get(), wanted) {
+                (Some(deadline), Some(wanted)) => deadline <= now + wanted,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+        if !keep_latency_timer {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_deadline.set(None);
+        }
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        if !is_armed(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1850,9 +1879,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            if let (Some(dur), false) = (user_timer, keep_latency_timer) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_preemption_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1879,9 +1909,11 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
+        if let (Some(preempt), false) = (preempt_timer(), keep_latency_timer) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            self.latency_preemption_deadline
+                .set(Some(Instant::now() + preempt));
             flush_rings!(lat_ring, main_ring)?;
         }
 
