@@ -55,6 +55,33 @@ pub const LOG_START_FILE: &str = "log-start-offset";
 /// Checkpoint of the replicated high watermark (decimal text); present only while the
 /// log is replicated.
 pub const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
+/// Suffix of a spare segment file: `<next offset, 20 digits>.spare`, a deleted
+/// segment's `.log` kept to become the file of a later segment (see [`Spare`]).
+pub const SPARE_SUFFIX: &str = ".spare";
+
+/// A segment file that retention deleted, kept (renamed) so that the next new segment
+/// is written over it instead of into fresh preallocated space.
+///
+/// Why: a direct write into preallocated space lands on *unwritten* extents. ext4
+/// cannot do such a write without blocking, so io_uring hands every one to a worker
+/// thread, and converts the extents to written in a workqueue when it completes: two
+/// more threads and their context switches per write, which at small records is a
+/// large share of the broker's CPU (BENCHMARKS.md). Space that was written before is
+/// overwritten in place, inline, on the shard.
+///
+/// Safety: the file still holds the old segment's batches. Its name records the
+/// offset after its last batch, and it is reused only by a segment whose base offset
+/// is at least that, so every stale batch has an offset below the new segment's
+/// base. Readers never read past what the writer completed, and recovery's scan stops
+/// at the first batch whose offsets do not follow on (or at the zero padding of the
+/// last page), so a stale batch is never taken for data.
+#[derive(Debug)]
+struct Spare {
+    path: PathBuf,
+    /// Offset after the old segment's last batch.
+    next_offset: i64,
+    len: u64,
+}
 
 /// A buffer of appended bytes for one segment, positioned at an aligned file offset.
 struct WriteBuf {
@@ -126,6 +153,8 @@ struct Inner {
     /// Set when a write fails: the log takes no more appends.
     failed: Option<String>,
     closed: bool,
+    /// A deleted segment's file kept for the next new segment (at most one).
+    spare: Option<Spare>,
 }
 
 impl Inner {
@@ -284,6 +313,7 @@ impl PartitionLog {
         std::fs::create_dir_all(&dir)?;
         let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
         let mut bases = Vec::new();
+        let mut spare = None;
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -291,6 +321,19 @@ impl PartitionLog {
                 files::remove_if_exists(&dir.join(name))?;
             } else if let Some(base) = parse_file_name(name, LOG_SUFFIX) {
                 bases.push(base);
+            } else if let Some(next_offset) = parse_file_name(name, SPARE_SUFFIX) {
+                let path = dir.join(name);
+                // One spare at most; any other is removed.
+                if spare.is_some() || config.preallocate_bytes == 0 {
+                    files::remove_if_exists(&path)?;
+                } else {
+                    let len = std::fs::metadata(&path)?.len();
+                    spare = Some(Spare {
+                        path,
+                        next_offset,
+                        len,
+                    });
+                }
             }
         }
         bases.sort_unstable();
@@ -427,6 +470,7 @@ impl PartitionLog {
                 full_truncation: 0,
                 failed: None,
                 closed: false,
+                spare,
             }),
             cache_id: cache.register_log(),
             cache,
@@ -997,9 +1041,9 @@ impl PartitionLog {
         if let Some(file) = existing {
             return Ok(file);
         }
-        let file = Rc::new(
-            rtfs::open_read_write(&segment_path(&self.dir, segment_base, LOG_SUFFIX)).await?,
-        );
+        let path = segment_path(&self.dir, segment_base, LOG_SUFFIX);
+        let reused = self.take_spare_for(segment_base, &path)?;
+        let file = Rc::new(rtfs::open_read_write(&path).await?);
         assert_eq!(
             PAGE_BYTES % file.alignment(),
             0,
@@ -1013,7 +1057,30 @@ impl PartitionLog {
             .get_mut(&segment_base)
             .expect("jobs refer to live segments");
         seg.file = Some(file.clone());
+        if let Some(len) = reused {
+            // Written space: the file's size already covers it, nothing to reserve.
+            seg.preallocated_bytes = align_down(len);
+        }
         Ok(file)
+    }
+
+    /// Renames the spare segment file to `path`, the file of the new segment at
+    /// `segment_base`, if there is a spare and every batch in it has a lower offset.
+    /// Returns the reused file's length.
+    fn take_spare_for(&self, segment_base: i64, path: &Path) -> Result<Option<u64>, LogError> {
+        let spare = {
+            let mut inner = self.inner.borrow_mut();
+            match &inner.spare {
+                Some(s) if s.next_offset <= segment_base && !path.exists() => inner.spare.take(),
+                _ => None,
+            }
+        };
+        let Some(spare) = spare else {
+            return Ok(None);
+        };
+        std::fs::rename(&spare.path, path)?;
+        tracing::debug!(dir = %self.dir.display(), segment_base, bytes = spare.len, "new segment reuses a deleted segment's file");
+        Ok(Some(spare.len))
     }
 
     async fn write_job(&self, wb: WriteBuf) -> Result<(), LogError> {
@@ -1538,7 +1605,7 @@ impl PartitionLog {
             if let Some(f) = f {
                 rtfs::close_rc(f).await?;
             }
-            remove_segment_files(&self.dir, b)?;
+            self.remove_segment_files(b).await?;
         }
         files::sync_dir(&self.dir)?;
         self.write_epoch_checkpoint()?;
@@ -1593,7 +1660,7 @@ impl PartitionLog {
             if let Some(f) = f {
                 rtfs::close_rc(f).await?;
             }
-            remove_segment_files(&self.dir, b)?;
+            self.remove_segment_files(b).await?;
         }
         for o in self.snapshot_offsets()? {
             files::remove_if_exists(&segment_path(&self.dir, o, SNAPSHOT_SUFFIX))?;
@@ -1698,14 +1765,14 @@ impl PartitionLog {
         if bases.is_empty() {
             return Ok(());
         }
-        let files: Vec<(i64, Option<Rc<DmaFile>>)> = {
+        let files: Vec<(i64, Option<Rc<DmaFile>>, i64)> = {
             let mut inner = self.inner.borrow_mut();
             let active_base = inner.active().meta.base_offset;
             let mut out = Vec::new();
             for &b in bases {
                 assert_ne!(b, active_base, "the active segment is never deleted");
                 if let Some(seg) = inner.segments.remove(&b) {
-                    out.push((b, seg.file));
+                    out.push((b, seg.file, seg.meta.next_offset));
                 }
             }
             let first = *inner.segments.keys().next().expect("active remains");
@@ -1717,14 +1784,44 @@ impl PartitionLog {
             });
             out
         };
-        for (b, f) in files {
+        for (b, f, next_offset) in files {
             if let Some(f) = f {
                 rtfs::close_rc(f).await?;
             }
-            remove_segment_files(&self.dir, b)?;
+            self.keep_as_spare(b, next_offset)?;
+            self.remove_segment_files(b).await?;
         }
         files::sync_dir(&self.dir)?;
         self.write_epoch_checkpoint()?;
+        Ok(())
+    }
+
+    /// Removes the files of segment `base` on the shard's blocking thread: unlinking
+    /// a large segment frees (and, with `discard`, trims) its extents before it
+    /// returns, which would hold up every other task on the shard.
+    async fn remove_segment_files(&self, base: i64) -> std::io::Result<()> {
+        let dir = self.dir.clone();
+        sluice_rt::exec::spawn_blocking(move || remove_segment_files(&dir, base)).await
+    }
+
+    /// Keeps the `.log` file of the deleted segment `base` as the spare (renamed to
+    /// `<next_offset>.spare`) when there is none yet and preallocation is on.
+    fn keep_as_spare(&self, base: i64, next_offset: i64) -> Result<(), LogError> {
+        if self.config.preallocate_bytes == 0 || self.inner.borrow().spare.is_some() {
+            return Ok(());
+        }
+        let from = segment_path(&self.dir, base, LOG_SUFFIX);
+        let len = match std::fs::metadata(&from) {
+            Ok(m) if m.len() > 0 => m.len(),
+            _ => return Ok(()),
+        };
+        let path = segment_path(&self.dir, next_offset, SPARE_SUFFIX);
+        std::fs::rename(&from, &path)?;
+        self.inner.borrow_mut().spare = Some(Spare {
+            path,
+            next_offset,
+            len,
+        });
         Ok(())
     }
 
@@ -1842,7 +1939,8 @@ impl PartitionLog {
             Err(LogError::Closed) => {}
             Err(_) => self.shut().await?,
         }
-        std::fs::remove_dir_all(&self.dir)?;
+        let dir = self.dir.clone();
+        sluice_rt::exec::spawn_blocking(move || std::fs::remove_dir_all(dir)).await?;
         if let Some(parent) = self.dir.parent() {
             files::sync_dir(parent)?;
         }
@@ -2420,6 +2518,158 @@ mod tests {
                 n - 1
             );
             assert_eq!(log.segment_count(), 1);
+        });
+    }
+
+    fn spare_files(dir: &Path) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(SPARE_SUFFIX))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn inode(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().ino()
+    }
+
+    /// A log with retention by bytes whose retention has just deleted segments; returns
+    /// it with every batch appended, the spare's inode and the offset named by it.
+    async fn log_with_a_spare(dir: &Path) -> (Rc<PartitionLog>, Vec<Vec<u8>>, u64, i64) {
+        let cfg = LogConfig {
+            retention_bytes: Some(100 * 1024),
+            ..config()
+        };
+        let log = PartitionLog::open(dir.to_path_buf(), cfg).await.unwrap();
+        let stored = append_n(&log, 60, 2, 4000).await; // ~240 KiB in 64 KiB segments
+        let first_base = log.segment_base_offsets()[0];
+        let second_base = log.segment_base_offsets()[1];
+        let old = inode(&segment_path(dir, first_base, LOG_SUFFIX));
+        assert!(log.apply_retention(NOW).await.unwrap() > 0);
+        // The first deleted segment's file is kept, named by the offset after it.
+        let spares = spare_files(dir);
+        assert_eq!(spares, [format!("{second_base:020}{SPARE_SUFFIX}")]);
+        let spare = dir.join(&spares[0]);
+        assert_eq!(inode(&spare), old);
+        assert!(!segment_path(dir, first_base, LOG_SUFFIX).exists());
+        assert!(!segment_path(dir, first_base, INDEX_SUFFIX).exists());
+        (log, stored, old, second_base)
+    }
+
+    #[test]
+    fn a_segment_deleted_by_retention_becomes_the_file_of_the_next_segment() {
+        run(|dir| async move {
+            let (log, mut stored, spare_inode, _) = log_with_a_spare(&dir).await;
+            let segments_before = log.segment_base_offsets();
+            // Append until a new segment starts: it is written over the spare.
+            while log.segment_base_offsets().last() == segments_before.last() {
+                stored.extend(append_n(&log, 1, 2, 4000).await);
+            }
+            let new_base = *log.segment_base_offsets().last().unwrap();
+            let new_path = segment_path(&dir, new_base, LOG_SUFFIX);
+            assert_eq!(inode(&new_path), spare_inode);
+            assert!(spare_files(&dir).is_empty());
+            // What is read back is what was appended from the log start: nothing of
+            // the old segment's bytes past the new data.
+            let start = log.log_start_offset();
+            let expected: Vec<u8> = stored
+                .iter()
+                .filter(|b| header(b).unwrap().base_offset() >= start)
+                .flatten()
+                .copied()
+                .collect();
+            assert_eq!(read_all(&log, start).await, expected);
+            // A clean close cuts the reused file to its data; a reopen reads the same.
+            log.close().await.unwrap();
+            let active_bytes: u64 = stored
+                .iter()
+                .filter(|b| header(b).unwrap().base_offset() >= new_base)
+                .map(|b| b.len() as u64)
+                .sum();
+            assert_eq!(std::fs::metadata(&new_path).unwrap().len(), active_bytes);
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(read_all(&log, start).await, expected);
+        });
+    }
+
+    #[test]
+    fn recovery_of_a_reused_file_stops_at_the_stale_batches_past_the_data() {
+        run(|dir| async move {
+            let (log, mut stored, _, _) = log_with_a_spare(&dir).await;
+            let segments_before = log.segment_base_offsets();
+            while log.segment_base_offsets().last() == segments_before.last() {
+                stored.extend(append_n(&log, 1, 2, 4000).await);
+            }
+            let new_base = *log.segment_base_offsets().last().unwrap();
+            let end = log.log_end_offset();
+            let new_path = segment_path(&dir, new_base, LOG_SUFFIX);
+            let data: usize = stored
+                .iter()
+                .filter(|b| header(b).unwrap().base_offset() >= new_base)
+                .map(Vec::len)
+                .sum();
+            drop(log); // unclean: no close
+            let bytes = std::fs::read(&new_path).unwrap();
+            // The rest of the file is the old segment's: batches (offsets below the
+            // new base) where the zero padding of the last page does not hide them.
+            assert!(bytes.len() > data + 4096);
+            let stale = align_up(data as u64) as usize;
+            let stale_header = header(&bytes[stale..]).unwrap();
+            assert!(stale_header.base_offset() < new_base);
+            // Make the stale data follow the new data directly, as when the data ends
+            // on a page boundary.
+            let mut shifted = bytes[..data].to_vec();
+            shifted.extend_from_slice(&bytes[stale..]);
+            std::fs::write(&new_path, &shifted).unwrap();
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(log.log_end_offset(), end);
+            assert_eq!(std::fs::metadata(&new_path).unwrap().len(), data as u64);
+            let start = log.log_start_offset();
+            let expected: Vec<u8> = stored
+                .iter()
+                .filter(|b| header(b).unwrap().base_offset() >= start)
+                .flatten()
+                .copied()
+                .collect();
+            assert_eq!(read_all(&log, start).await, expected);
+            // And the log goes on from there.
+            let more = append_n(&log, 1, 2, 10).await;
+            assert_eq!(header(&more[0]).unwrap().base_offset(), end);
+        });
+    }
+
+    #[test]
+    fn a_spare_is_never_reused_below_its_offsets_and_survives_a_restart() {
+        run(|dir| async move {
+            let (log, _, spare_inode, spare_next) = log_with_a_spare(&dir).await;
+            log.close().await.unwrap();
+            // The spare is found again at open.
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(spare_files(&dir).len(), 1);
+            // A log restarted below the spare's offsets (a follower reset) must not
+            // write over it: its stale batches could follow on from the new ones.
+            log.truncate_fully_and_start_at(0).await.unwrap();
+            append_n(&log, 3, 2, 100).await;
+            assert_ne!(inode(&segment_path(&dir, 0, LOG_SUFFIX)), spare_inode);
+            assert_eq!(
+                spare_files(&dir),
+                [format!("{spare_next:020}{SPARE_SUFFIX}")]
+            );
+            assert_eq!(
+                read_all(&log, 0).await.len(),
+                3 * make_batch(2, 100, None).len()
+            );
+            // With preallocation off there are no spares: a leftover one is removed.
+            log.close().await.unwrap();
+            let cfg = LogConfig {
+                preallocate_bytes: 0,
+                ..config()
+            };
+            let _log = PartitionLog::open(dir.clone(), cfg).await.unwrap();
+            assert!(spare_files(&dir).is_empty());
         });
     }
 

@@ -80,3 +80,12 @@ pub fn spawn_detached(fut: impl Future<Output = ()> + 'static) {
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await
 }
+
+/// Runs `f` on the current shard's blocking thread (one per shard, placed like the
+/// shard) and waits for it without holding up the shard's other tasks. For system
+/// calls that may block for long and have no io_uring form: unlinking a large file
+/// frees its extents and, on a file system mounted with `discard`, trims them before
+/// returning (about 10 ms per 64 MiB on the development VM).
+pub async fn spawn_blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
+}
