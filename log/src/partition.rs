@@ -1050,7 +1050,8 @@ impl PartitionLog {
             "device alignment above a page"
         );
         // Durability step 2: the new file's directory entry.
-        files::sync_dir(&self.dir)?;
+        let dir = self.dir.clone();
+        sluice_rt::exec::spawn_blocking(move || files::sync_dir(&dir)).await?;
         let mut inner = self.inner.borrow_mut();
         let seg = inner
             .segments
@@ -1173,41 +1174,30 @@ impl PartitionLog {
             rtfs::truncate(file, size).await?;
             rtfs::fdatasync(file).await?;
         }
-        {
+        let index_files = {
             let mut inner = self.inner.borrow_mut();
-            if let Some(seg) = inner.segments.get_mut(&segment_base) {
-                seg.meta.persist_indexes(&self.dir)?;
+            inner.segments.get_mut(&segment_base).map(|seg| {
                 seg.tail = Vec::new();
                 seg.preallocated_bytes = size;
+                seg.meta.index_files(&self.dir)
+            })
+        };
+        // Small files, each written and synced with its directory: on the blocking
+        // thread, so a roll does not hold up the shard for a handful of fsyncs.
+        let dir = self.dir.clone();
+        let snapshot = snapshot.to_vec();
+        sluice_rt::exec::spawn_blocking(move || -> std::io::Result<()> {
+            for (path, bytes) in index_files.into_iter().flatten() {
+                files::write_atomic(&path, &bytes)?;
             }
-        }
-        self.write_snapshot(snapshot_offset, snapshot)?;
-        Ok(())
-    }
-
-    fn write_snapshot(&self, offset: i64, snapshot: &[u8]) -> Result<(), LogError> {
-        files::write_atomic(&segment_path(&self.dir, offset, SNAPSHOT_SUFFIX), snapshot)?;
-        let mut offsets = self.snapshot_offsets()?;
-        offsets.sort_unstable();
-        let excess = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
-        for &old in &offsets[..excess] {
-            files::remove_if_exists(&segment_path(&self.dir, old, SNAPSHOT_SUFFIX))?;
-        }
+            write_snapshot(&dir, snapshot_offset, &snapshot)
+        })
+        .await?;
         Ok(())
     }
 
     fn snapshot_offsets(&self) -> Result<Vec<i64>, LogError> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            if let Some(o) = entry?
-                .file_name()
-                .to_str()
-                .and_then(|n| parse_file_name(n, SNAPSHOT_SUFFIX))
-            {
-                out.push(o);
-            }
-        }
-        Ok(out)
+        Ok(snapshot_offsets(&self.dir)?)
     }
 
     fn write_epoch_checkpoint(&self) -> Result<(), LogError> {
@@ -1791,7 +1781,10 @@ impl PartitionLog {
             self.keep_as_spare(b, next_offset)?;
             self.remove_segment_files(b).await?;
         }
-        files::sync_dir(&self.dir)?;
+        let dir = self.dir.clone();
+        sluice_rt::exec::spawn_blocking(move || files::sync_dir(&dir)).await?;
+        // On the shard: appends write this file too (at a new leader epoch), and a
+        // write from another thread could land after theirs with older contents.
         self.write_epoch_checkpoint()?;
         Ok(())
     }
@@ -1895,7 +1888,7 @@ impl PartitionLog {
                 inner.log_start_offset,
             )
         };
-        self.write_snapshot(end, &snapshot)?;
+        write_snapshot(&self.dir, end, &snapshot)?;
         self.write_epoch_checkpoint()?;
         files::write_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())?;
         self.checkpoint_high_watermark()?;
@@ -1999,6 +1992,34 @@ fn read_offset_file(path: &Path) -> std::io::Result<Option<i64>> {
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
     }))
+}
+
+/// Writes the producer snapshot at `offset` and removes all but the latest
+/// [`SNAPSHOTS_KEPT`].
+fn write_snapshot(dir: &Path, offset: i64, snapshot: &[u8]) -> std::io::Result<()> {
+    files::write_atomic(&segment_path(dir, offset, SNAPSHOT_SUFFIX), snapshot)?;
+    let mut offsets = snapshot_offsets(dir)?;
+    offsets.sort_unstable();
+    let excess = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
+    for &old in &offsets[..excess] {
+        files::remove_if_exists(&segment_path(dir, old, SNAPSHOT_SUFFIX))?;
+    }
+    Ok(())
+}
+
+/// Offsets of the producer snapshots in `dir`.
+fn snapshot_offsets(dir: &Path) -> std::io::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        if let Some(o) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_file_name(n, SNAPSHOT_SUFFIX))
+        {
+            out.push(o);
+        }
+    }
+    Ok(out)
 }
 
 fn remove_segment_files(dir: &Path, base: i64) -> std::io::Result<()> {

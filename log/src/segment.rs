@@ -134,6 +134,21 @@ impl SegmentMeta {
         ti
     }
 
+    /// The `.index` and `.timeindex` files as persisted: their paths in `dir` and
+    /// contents (for writing them elsewhere than on the shard).
+    pub fn index_files(&self, dir: &Path) -> [(PathBuf, Vec<u8>); 2] {
+        [
+            (
+                segment_path(dir, self.base_offset, INDEX_SUFFIX),
+                self.index.to_bytes(),
+            ),
+            (
+                segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
+                self.time_index_for_disk().to_bytes(),
+            ),
+        ]
+    }
+
     /// Writes `.index` and `.timeindex` (std::fs, atomically).
     pub fn persist_indexes(&self, dir: &Path) -> std::io::Result<()> {
         crate::files::write_atomic(
