@@ -39,8 +39,11 @@
 //! # Durability order
 //! Segment data is written with `O_DIRECT` through glommio; small metadata files use
 //! `std::fs` (they are written at roll, close, epoch change and DeleteRecords only,
-//! never on the append or read path, and are small enough that blocking the shard for
-//! them is cheaper than the machinery to avoid it).
+//! never on the append or read path). Those a roll writes (index files, producer
+//! snapshot, the new segment's directory sync) and segment unlinks run on the shard's
+//! blocking thread (`sluice_rt::exec::spawn_blocking`), so a roll or a retention pass
+//! does not stall the shard's other partitions for their fsyncs and trims; the others
+//! stay on the shard, where they are ordered with the appends.
 //! The shard's [`ReadCache`] holds copies of segment bytes whose write completed (or
 //! that were read back from the file); it is only a cache, never a source of truth,
 //! and it is invalidated by every operation that changes or removes those bytes.
@@ -48,7 +51,12 @@
 //!    is acknowledged.
 //! 2. Batches are written into the segment, into space preallocated ahead with
 //!    `fallocate`, which sets the file's size: the file is longer than its data (zeroes
-//!    past the written end) until it is cut at roll or close. An append is
+//!    past the written end) until it is cut at roll or close. A new segment may instead
+//!    take over the partition's *spare*: the `.log` of a segment retention deleted,
+//!    renamed `<offset after its last batch>.spare` and reused only by a segment whose
+//!    base offset is at least that. Its file then holds stale batches past the data,
+//!    all with offsets below the segment's base (writes there overwrite written
+//!    extents, which ext4 does inline instead of on an io_uring worker). An append is
 //!    acknowledged when its write completed (Kafka's default: replication, not fsync,
 //!    gives safety), or after the fdatasync that follows the write when
 //!    `flush.messages` / `flush.ms` asks for one.
@@ -72,15 +80,17 @@
 //!    marker.
 //!
 //! # Recovery (at open)
-//! 1. Leftover `*.tmp` files are deleted.
+//! 1. Leftover `*.tmp` files are deleted. A `*.spare` file is kept as the spare (one
+//!    at most; none when preallocation is off).
 //! 2. With the clean-shutdown marker, closed segments are trusted with their index
 //!    files when those are consistent (entries increase, positions inside the file);
 //!    otherwise, and always for the last segment, and for every segment without the
 //!    marker, each batch is verified (length, magic, CRC-32C, count, offsets that
 //!    follow on) and the indexes rebuilt.
 //! 3. The file is truncated where verification stops: a torn write, a corrupt batch,
-//!    the zero padding of the last direct-I/O page, or the zeroes of preallocated
-//!    space past the data. Nothing acknowledged can be past
+//!    the zero padding of the last direct-I/O page, the zeroes of preallocated
+//!    space past the data, or, in a reused spare, the first stale batch (its offsets
+//!    do not follow on). Nothing acknowledged can be past
 //!    that point: an append is acknowledged only after the write holding it completed.
 //!    If a segment ends short of where the next begins, the later segments are deleted.
 //! 4. Producer state is the latest snapshot at or below the log end plus the batch
