@@ -2580,36 +2580,43 @@ mod tests {
         (log, stored, old, second_base)
     }
 
+    /// Appends to `log` (recording the batches in `stored`) until a new segment
+    /// starts; returns its base offset.
+    async fn append_until_roll(log: &PartitionLog, stored: &mut Vec<Vec<u8>>) -> i64 {
+        let before = log.segment_base_offsets();
+        while log.segment_base_offsets().last() == before.last() {
+            stored.extend(append_n(log, 1, 2, 4000).await);
+        }
+        *log.segment_base_offsets().last().unwrap()
+    }
+
+    /// The stored batches from offset `from` on, as the log holds them.
+    fn batches_from(stored: &[Vec<u8>], from: i64) -> Vec<u8> {
+        stored
+            .iter()
+            .filter(|b| header(b).unwrap().base_offset() >= from)
+            .flatten()
+            .copied()
+            .collect()
+    }
+
     #[test]
     fn a_segment_deleted_by_retention_becomes_the_file_of_the_next_segment() {
         run(|dir| async move {
             let (log, mut stored, spare_inode, _) = log_with_a_spare(&dir).await;
-            let segments_before = log.segment_base_offsets();
-            // Append until a new segment starts: it is written over the spare.
-            while log.segment_base_offsets().last() == segments_before.last() {
-                stored.extend(append_n(&log, 1, 2, 4000).await);
-            }
-            let new_base = *log.segment_base_offsets().last().unwrap();
+            // The next new segment is written over the spare.
+            let new_base = append_until_roll(&log, &mut stored).await;
             let new_path = segment_path(&dir, new_base, LOG_SUFFIX);
             assert_eq!(inode(&new_path), spare_inode);
             assert!(spare_files(&dir).is_empty());
             // What is read back is what was appended from the log start: nothing of
             // the old segment's bytes past the new data.
             let start = log.log_start_offset();
-            let expected: Vec<u8> = stored
-                .iter()
-                .filter(|b| header(b).unwrap().base_offset() >= start)
-                .flatten()
-                .copied()
-                .collect();
+            let expected = batches_from(&stored, start);
             assert_eq!(read_all(&log, start).await, expected);
             // A clean close cuts the reused file to its data; a reopen reads the same.
             log.close().await.unwrap();
-            let active_bytes: u64 = stored
-                .iter()
-                .filter(|b| header(b).unwrap().base_offset() >= new_base)
-                .map(|b| b.len() as u64)
-                .sum();
+            let active_bytes = batches_from(&stored, new_base).len() as u64;
             assert_eq!(std::fs::metadata(&new_path).unwrap().len(), active_bytes);
             let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
             assert_eq!(read_all(&log, start).await, expected);
@@ -2620,18 +2627,10 @@ mod tests {
     fn recovery_of_a_reused_file_stops_at_the_stale_batches_past_the_data() {
         run(|dir| async move {
             let (log, mut stored, _, _) = log_with_a_spare(&dir).await;
-            let segments_before = log.segment_base_offsets();
-            while log.segment_base_offsets().last() == segments_before.last() {
-                stored.extend(append_n(&log, 1, 2, 4000).await);
-            }
-            let new_base = *log.segment_base_offsets().last().unwrap();
+            let new_base = append_until_roll(&log, &mut stored).await;
             let end = log.log_end_offset();
             let new_path = segment_path(&dir, new_base, LOG_SUFFIX);
-            let data: usize = stored
-                .iter()
-                .filter(|b| header(b).unwrap().base_offset() >= new_base)
-                .map(Vec::len)
-                .sum();
+            let data = batches_from(&stored, new_base).len();
             drop(log); // unclean: no close
             let bytes = std::fs::read(&new_path).unwrap();
             // The rest of the file is the old segment's: batches (offsets below the
@@ -2649,12 +2648,7 @@ mod tests {
             assert_eq!(log.log_end_offset(), end);
             assert_eq!(std::fs::metadata(&new_path).unwrap().len(), data as u64);
             let start = log.log_start_offset();
-            let expected: Vec<u8> = stored
-                .iter()
-                .filter(|b| header(b).unwrap().base_offset() >= start)
-                .flatten()
-                .copied()
-                .collect();
+            let expected = batches_from(&stored, start);
             assert_eq!(read_all(&log, start).await, expected);
             // And the log goes on from there.
             let more = append_n(&log, 1, 2, 10).await;
@@ -3125,12 +3119,7 @@ mod tests {
             // Exactly the remaining segments' bytes stay cached.
             assert_eq!(cache.stats().used_bytes as u64, log.size_bytes());
             let start = log.log_start_offset();
-            let kept: Vec<u8> = stored
-                .iter()
-                .filter(|b| header(b).unwrap().base_offset() >= start)
-                .flatten()
-                .copied()
-                .collect();
+            let kept = batches_from(&stored, start);
             assert_eq!(read_all(&log, start).await, kept);
             // DeleteRecords past a segment: the same.
             let offset = log.high_watermark() - 2;

@@ -1836,10 +1836,7 @@ impl Reactor {
         // when it was armed, so a kept one fires after `ring_depth` completions
         // however many calls they span, instead of never under steady load.
         let now = Instant::now();
-        let wanted = match preempt_timer() {
-            Some(preempt) => Some(preempt),
-            None => user_timer,
-        };
+        let wanted = preempt_timer().or(user_timer);
         let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
             && match (self.latency_preemption_deadline.get(), wanted) {
                 (Some(deadline), Some(wanted)) => deadline <= now + wanted,
