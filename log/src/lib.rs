@@ -47,8 +47,10 @@
 //! The shard's [`ReadCache`] holds copies of segment bytes whose write completed (or
 //! that were read back from the file); it is only a cache, never a source of truth,
 //! and it is invalidated by every operation that changes or removes those bytes.
-//! 1. A new segment file is created and its directory fsynced before its first write
-//!    is acknowledged.
+//! 1. A new segment file is created and its directory fsynced beside its first writes,
+//!    as background work (see 3); an acknowledgement that waits for an fdatasync
+//!    (the flush policy) also waits for that sync. Without one, an acknowledged write
+//!    is safe from a crash of the process, not of the machine, either way.
 //! 2. Batches are written into the segment, into space preallocated ahead with
 //!    `fallocate`, which sets the file's size: the file is longer than its data (zeroes
 //!    past the written end) until it is cut at roll or close. A new segment may instead
@@ -61,26 +63,35 @@
 //!    gives safety), or after the fdatasync that follows the write when
 //!    `flush.messages` / `flush.ms` asks for one.
 //!    One fdatasync covers everything written before it.
-//! 3. Rolling a segment: its last write completes, its file is truncated to its
-//!    logical size and fdatasynced, then its index files and the producer snapshot
-//!    taken at the roll are written.
-//! 4. Every metadata file is replaced by: write `<name>.tmp`, fsync it, rename over
+//! 3. Rolling a segment: its last write completes, then its file is truncated to its
+//!    logical size and fdatasynced, and its index files and the producer snapshot
+//!    taken at the roll are written, as background work beside the writer: the new
+//!    segment's writes do not wait for it. A sync-waiting acknowledgement waits for
+//!    all background work, so it never covers data behind an unsynced rolled
+//!    segment; maintenance, flush and close wait for it too.
+//! 4. Retention and DeleteRecords take segments out of the log and rename their
+//!    files (to the spare, or to `<name>.deleted`) with the writer stopped, then let
+//!    it go on while the renamed files are unlinked and the directory synced. Open
+//!    removes any `.deleted` file a crash left. The leader-epoch checkpoint is not
+//!    rewritten for retention's move of the log start: open cuts the epoch cache at
+//!    the log start it recovers.
+//! 5. Every metadata file is replaced by: write `<name>.tmp`, fsync it, rename over
 //!    `<name>`, fsync the directory.
-//! 5. The leader-epoch checkpoint is written before the first batch of a new epoch is
+//! 6. The leader-epoch checkpoint is written before the first batch of a new epoch is
 //!    copied into the log, so it never lags the data.
-//! 6. The high-watermark checkpoint is written when the log becomes replicated,
+//! 7. The high-watermark checkpoint is written when the log becomes replicated,
 //!    periodically by the replication layer
 //!    ([`PartitionLog::checkpoint_high_watermark`]) and at close; it may lag the
 //!    high watermark (recovery only ever lowers what consumers see, never raises it
 //!    past the data) and is removed when the log stops being replicated.
-//! 7. A full truncation removes every segment and snapshot first, then writes the
+//! 8. A full truncation removes every segment and snapshot first, then writes the
 //!    epoch, log-start and high-watermark checkpoints.
-//! 8. Close: last write, truncate + fdatasync the active segment, its index files, the
+//! 9. Close: last write, truncate + fdatasync the active segment, its index files, the
 //!    producer snapshot at the log end, checkpoints, and last the clean-shutdown
 //!    marker.
 //!
 //! # Recovery (at open)
-//! 1. Leftover `*.tmp` files are deleted. A `*.spare` file is kept as the spare (one
+//! 1. Leftover `*.tmp` and `*.deleted` files are deleted. A `*.spare` file is kept as the spare (one
 //!    at most; none when preallocation is off).
 //! 2. With the clean-shutdown marker, closed segments are trusted with their index
 //!    files when those are consistent (entries increase, positions inside the file);

@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
@@ -58,6 +59,9 @@ pub const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 /// Suffix of a spare segment file: `<next offset, 20 digits>.spare`, a deleted
 /// segment's `.log` kept to become the file of a later segment (see [`Spare`]).
 pub const SPARE_SUFFIX: &str = ".spare";
+/// Appended to the files of a segment retention or DeleteRecords removed, between the
+/// removal and the unlink; open removes any left over.
+pub const DELETED_SUFFIX: &str = ".deleted";
 
 /// A segment file that retention deleted, kept (renamed) so that the next new segment
 /// is written over it instead of into fresh preallocated space.
@@ -155,6 +159,12 @@ struct Inner {
     closed: bool,
     /// A deleted segment's file kept for the next new segment (at most one).
     spare: Option<Spare>,
+    /// Roll work running beside the writer: finishing rolled segments (cut, sync,
+    /// index files, producer snapshot) and syncing new segment files' directory
+    /// entries. Writes to the new segment do not wait for it; a sync-requiring
+    /// append (flush policy) is acknowledged only once none is left, and the log is
+    /// idle (for maintenance, flush and close) only then.
+    background: usize,
 }
 
 impl Inner {
@@ -177,6 +187,7 @@ impl Inner {
 
     fn is_idle(&self) -> bool {
         !self.writer_running
+            && self.background == 0
             && self.jobs.is_empty()
             && !self.filling.as_ref().is_some_and(WriteBuf::has_new_data)
     }
@@ -317,7 +328,7 @@ impl PartitionLog {
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.ends_with(files::TMP_SUFFIX) {
+            if name.ends_with(files::TMP_SUFFIX) || name.ends_with(DELETED_SUFFIX) {
                 files::remove_if_exists(&dir.join(name))?;
             } else if let Some(base) = parse_file_name(name, LOG_SUFFIX) {
                 bases.push(base);
@@ -471,6 +482,7 @@ impl PartitionLog {
                 failed: None,
                 closed: false,
                 spare,
+                background: 0,
             }),
             cache_id: cache.register_log(),
             cache,
@@ -1014,8 +1026,15 @@ impl PartitionLog {
                     snapshot_offset,
                     snapshot,
                 } => {
-                    self.finish_job(segment_base, snapshot_offset, &snapshot)
-                        .await
+                    // Its last write has completed; the new segment's writes go on
+                    // while it is cut and synced (Kafka flushes a rolled segment
+                    // asynchronously too).
+                    let log = self.clone();
+                    self.in_background(async move {
+                        log.finish_job(segment_base, snapshot_offset, &snapshot)
+                            .await
+                    });
+                    Ok(())
                 }
             };
             if let Err(e) = result {
@@ -1049,9 +1068,13 @@ impl PartitionLog {
             0,
             "device alignment above a page"
         );
-        // Durability step 2: the new file's directory entry.
+        // Durability step 1: the new file's directory entry, synced beside the
+        // writes; only a sync-requiring acknowledgement waits for it.
         let dir = self.dir.clone();
-        sluice_rt::exec::spawn_blocking(move || files::sync_dir(&dir)).await?;
+        self.in_background(async move {
+            sluice_rt::exec::spawn_blocking(move || files::sync_dir(&dir)).await?;
+            Ok(())
+        });
         let mut inner = self.inner.borrow_mut();
         let seg = inner
             .segments
@@ -1121,6 +1144,9 @@ impl PartitionLog {
         };
         if needs_sync {
             rtfs::fdatasync(&file).await?;
+            // Everything before this file's data must be synced too: rolled
+            // segments still being finished, and this file's directory entry.
+            self.wait_background().await?;
         }
         {
             let mut inner = self.inner.borrow_mut();
@@ -1155,6 +1181,45 @@ impl PartitionLog {
             self.hw_notify.notify(usize::MAX);
         }
         Ok(())
+    }
+
+    /// Runs `work` beside the writer, counted in [`Inner::background`]; a failure
+    /// takes the log offline as a failed write does.
+    fn in_background(&self, work: impl Future<Output = Result<(), LogError>> + 'static) {
+        self.inner.borrow_mut().background += 1;
+        let Some(log) = self.self_ref.upgrade() else {
+            self.inner.borrow_mut().background -= 1;
+            return;
+        };
+        sluice_rt::exec::spawn_detached(async move {
+            let result = work.await;
+            {
+                let mut inner = log.inner.borrow_mut();
+                inner.background -= 1;
+                if let Err(e) = result {
+                    tracing::error!(dir = %log.dir.display(), error = %e, "log write failed; log is offline");
+                    inner.failed.get_or_insert(e.to_string());
+                }
+            }
+            log.io_event.notify(usize::MAX);
+        });
+    }
+
+    /// Waits until no background roll work is left (see [`Inner::background`]).
+    async fn wait_background(&self) -> Result<(), LogError> {
+        loop {
+            let listener = {
+                let inner = self.inner.borrow();
+                if let Some(reason) = &inner.failed {
+                    return Err(LogError::Offline(reason.clone()));
+                }
+                if inner.background == 0 {
+                    return Ok(());
+                }
+                self.io_event.listen()
+            };
+            listener.await;
+        }
     }
 
     async fn finish_job(
@@ -1278,9 +1343,41 @@ impl PartitionLog {
         }
     }
 
-    /// Takes the maintenance lock and waits for the writer to go idle; the writer does
-    /// not start again until the guard drops.
+    /// Takes the maintenance lock and waits for the writer to go idle (everything
+    /// appended so far written); the writer does not start again until the guard
+    /// drops.
     async fn lock(&self) -> Result<MaintenanceGuard<'_>, LogError> {
+        let guard = self.maintenance().await?;
+        self.wait_idle().await?;
+        self.inner.borrow_mut().writer_blocked = true;
+        Ok(guard)
+    }
+
+    /// Takes the maintenance lock and stops the writer after its current job, without
+    /// writing what is still buffered: for work on segments the writer no longer
+    /// touches (retention, DeleteRecords), which a steady stream of appends would
+    /// otherwise keep from ever seeing the writer idle. Waits for background roll
+    /// work too, which may still be finishing the segments concerned.
+    async fn pause_writer(&self) -> Result<MaintenanceGuard<'_>, LogError> {
+        let guard = self.maintenance().await?;
+        self.inner.borrow_mut().writer_blocked = true;
+        loop {
+            let listener = {
+                let inner = self.inner.borrow();
+                if let Some(reason) = &inner.failed {
+                    return Err(LogError::Offline(reason.clone()));
+                }
+                if !inner.writer_running && inner.background == 0 {
+                    return Ok(guard);
+                }
+                self.io_event.listen()
+            };
+            listener.await;
+        }
+    }
+
+    /// Takes the maintenance flag (one maintenance operation at a time).
+    async fn maintenance(&self) -> Result<MaintenanceGuard<'_>, LogError> {
         loop {
             {
                 let mut inner = self.inner.borrow_mut();
@@ -1296,10 +1393,7 @@ impl PartitionLog {
             }
             listener.await;
         }
-        let guard = MaintenanceGuard(self);
-        self.wait_idle().await?;
-        self.inner.borrow_mut().writer_blocked = true;
-        Ok(guard)
+        Ok(MaintenanceGuard(self))
     }
 
     /// Returns whole batches starting with the one that contains `offset`: at most
@@ -1679,45 +1773,52 @@ impl PartitionLog {
     /// wholly below the log start offset. Never the active segment, nor a segment
     /// with offsets at or past the high watermark. Returns how many.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let guard = self.lock().await?;
-        let victims: Vec<i64> = {
-            let inner = self.inner.borrow();
-            let mut remaining: u64 = inner.segments.values().map(|s| s.meta.size_bytes).sum();
-            let mut out = Vec::new();
-            let closed: Vec<&Segment> = inner.segments.values().collect();
-            for pair in closed.windows(2) {
-                let (s, next) = (pair[0], pair[1]);
-                let size = s.meta.size_bytes;
-                let by_time = self.config.retention_ms.is_some_and(|ms| {
-                    s.meta.max_timestamp_ms >= 0
-                        && now_ms.saturating_sub(s.meta.max_timestamp_ms) > ms as i64
-                });
-                let by_size = self
-                    .config
-                    .retention_bytes
-                    .is_some_and(|limit| remaining - size >= limit);
-                let by_start = next.meta.base_offset <= inner.log_start_offset;
-                // Never past the high watermark: what is not yet committed stays (so
-                // the log start never passes it).
-                let committed = next.meta.base_offset <= inner.high_watermark;
-                if !committed || !(by_time || by_size || by_start) {
-                    break;
-                }
-                out.push(s.meta.base_offset);
-                remaining -= size;
-            }
-            out
-        };
-        self.remove_segments(&victims).await?;
-        drop(guard);
+        // Most passes find nothing: they neither wait for the writer nor block it.
+        if self.retention_victims(now_ms).is_empty() {
+            return Ok(0);
+        }
+        let guard = self.pause_writer().await?;
+        let victims = self.retention_victims(now_ms);
+        self.remove_segments(guard, &victims).await?;
         Ok(victims.len())
+    }
+
+    /// The segments [`apply_retention`](Self::apply_retention) would delete now,
+    /// oldest first.
+    fn retention_victims(&self, now_ms: i64) -> Vec<i64> {
+        let inner = self.inner.borrow();
+        let mut remaining: u64 = inner.segments.values().map(|s| s.meta.size_bytes).sum();
+        let mut out = Vec::new();
+        let closed: Vec<&Segment> = inner.segments.values().collect();
+        for pair in closed.windows(2) {
+            let (s, next) = (pair[0], pair[1]);
+            let size = s.meta.size_bytes;
+            let by_time = self.config.retention_ms.is_some_and(|ms| {
+                s.meta.max_timestamp_ms >= 0
+                    && now_ms.saturating_sub(s.meta.max_timestamp_ms) > ms as i64
+            });
+            let by_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| remaining - size >= limit);
+            let by_start = next.meta.base_offset <= inner.log_start_offset;
+            // Never past the high watermark: what is not yet committed stays (so the
+            // log start never passes it).
+            let committed = next.meta.base_offset <= inner.high_watermark;
+            if !committed || !(by_time || by_size || by_start) {
+                break;
+            }
+            out.push(s.meta.base_offset);
+            remaining -= size;
+        }
+        out
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (at most the high
     /// watermark), persists it, and deletes segments wholly below it. Returns the new
     /// log start offset.
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let guard = self.lock().await?;
+        let guard = self.pause_writer().await?;
         let victims: Vec<i64> = {
             let mut inner = self.inner.borrow_mut();
             if offset > inner.high_watermark || offset < 0 {
@@ -1744,14 +1845,24 @@ impl PartitionLog {
             offset.to_string().as_bytes(),
         )?;
         self.write_epoch_checkpoint()?;
-        self.remove_segments(&victims).await?;
-        drop(guard);
+        self.remove_segments(guard, &victims).await?;
         Ok(self.log_start_offset())
     }
 
     /// Removes the given (non-active) segments, then moves the log start to the first
-    /// remaining segment if it was below it. Called under the maintenance lock.
-    async fn remove_segments(&self, bases: &[i64]) -> Result<(), LogError> {
+    /// remaining segment if it was below it. Takes the maintenance lock, and releases
+    /// it once the segments are gone from the log and their files renamed out of the
+    /// way (`.spare`, or `.deleted`, which open also removes): unlinking them (with
+    /// `discard`, a trim of every freed extent) and syncing the directory then run on
+    /// the blocking thread while appends go on, as Kafka deletes segment files
+    /// asynchronously. The leader-epoch checkpoint is not rewritten for a move of the
+    /// log start: open cuts the cache at the log start it recovers, and the next
+    /// checkpoint (epoch change, truncation, close) persists it.
+    async fn remove_segments(
+        &self,
+        guard: MaintenanceGuard<'_>,
+        bases: &[i64],
+    ) -> Result<(), LogError> {
         if bases.is_empty() {
             return Ok(());
         }
@@ -1774,18 +1885,23 @@ impl PartitionLog {
             });
             out
         };
+        let mut doomed = Vec::new();
         for (b, f, next_offset) in files {
             if let Some(f) = f {
                 rtfs::close_rc(f).await?;
             }
             self.keep_as_spare(b, next_offset)?;
-            self.remove_segment_files(b).await?;
+            doomed.extend(rename_to_deleted(&self.dir, b)?);
         }
+        drop(guard);
         let dir = self.dir.clone();
-        sluice_rt::exec::spawn_blocking(move || files::sync_dir(&dir)).await?;
-        // On the shard: appends write this file too (at a new leader epoch), and a
-        // write from another thread could land after theirs with older contents.
-        self.write_epoch_checkpoint()?;
+        sluice_rt::exec::spawn_blocking(move || -> std::io::Result<()> {
+            for path in doomed {
+                files::remove_if_exists(&path)?;
+            }
+            files::sync_dir(&dir)
+        })
+        .await?;
         Ok(())
     }
 
@@ -2017,6 +2133,23 @@ fn snapshot_offsets(dir: &Path) -> std::io::Result<Vec<i64>> {
             .and_then(|n| parse_file_name(n, SNAPSHOT_SUFFIX))
         {
             out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// Renames the files of segment `base` that exist to `<name>.deleted`; returns the
+/// new paths.
+fn rename_to_deleted(dir: &Path, base: i64) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        let from = segment_path(dir, base, suffix);
+        let mut to = from.clone().into_os_string();
+        to.push(DELETED_SUFFIX);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => out.push(PathBuf::from(to)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
@@ -2598,6 +2731,164 @@ mod tests {
             .flatten()
             .copied()
             .collect()
+    }
+
+    /// Occupies the shard's blocking thread until the returned sender is dropped or
+    /// sent to; resolves once the thread is held.
+    async fn hold_blocking_thread() -> std::sync::mpsc::Sender<()> {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = sluice_rt::sync::bounded::<()>(1);
+        sluice_rt::exec::spawn_detached(async move {
+            sluice_rt::exec::spawn_blocking(move || {
+                let _ = started_tx.send_blocking(());
+                let _ = held.recv();
+            })
+            .await;
+        });
+        started_rx.recv().await.unwrap();
+        release
+    }
+
+    /// Guards a step that must complete without the blocking thread: with the thread
+    /// held, a step that needs it never completes, and the test fails here instead of
+    /// hanging.
+    async fn without_blocking_thread<T>(step: impl Future<Output = T>) -> T {
+        sluice_rt::time::timeout(std::time::Duration::from_secs(30), step)
+            .await
+            .expect("the step waited for the blocking thread")
+    }
+
+    fn deleted_files(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(DELETED_SUFFIX))
+            .collect()
+    }
+
+    #[test]
+    fn appends_after_a_roll_do_not_wait_for_the_old_segment_to_be_finished() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let mut stored = append_n(&log, 2, 2, 4000).await;
+            log.flush().await.unwrap();
+            // The rolled segment's index files and the new segment's directory sync
+            // need the blocking thread; the appends must not.
+            let release = hold_blocking_thread().await;
+            let new_base = without_blocking_thread(async {
+                let base = append_until_roll(&log, &mut stored).await;
+                stored.extend(append_n(&log, 3, 2, 4000).await);
+                base
+            })
+            .await;
+            assert_eq!(log.written_offset(), log.log_end_offset());
+            assert!(!segment_path(&dir, 0, INDEX_SUFFIX).exists());
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+            drop(release);
+            // Once the thread is free the roll completes: idle means finished.
+            log.flush().await.unwrap();
+            assert!(segment_path(&dir, 0, INDEX_SUFFIX).exists());
+            assert!(segment_path(&dir, 0, TIME_INDEX_SUFFIX).exists());
+            assert!(new_base > 0);
+            log.close().await.unwrap();
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+        });
+    }
+
+    #[test]
+    fn a_synced_append_after_a_roll_waits_for_the_old_segment_to_be_finished() {
+        run(|dir| async move {
+            let cfg = LogConfig {
+                flush_messages: Some(1),
+                ..config()
+            };
+            let log = PartitionLog::open(dir.clone(), cfg).await.unwrap();
+            let mut stored = append_n(&log, 2, 2, 4000).await;
+            let release = hold_blocking_thread().await;
+            let done = Rc::new(std::cell::Cell::new(false));
+            let appender = {
+                let (log, done) = (log.clone(), done.clone());
+                sluice_rt::exec::spawn(async move {
+                    let base = append_until_roll(&log, &mut stored).await;
+                    // Acknowledged (synced) in the new segment: the old one is cut,
+                    // synced and indexed by now.
+                    let indexed = segment_path(&log.dir, 0, INDEX_SUFFIX).exists();
+                    done.set(true);
+                    (base, indexed)
+                })
+            };
+            // With the thread held, the first append in the new segment cannot be
+            // acknowledged: the old segment is not finished, and the new one's
+            // directory entry not synced. Give a wrong implementation time to
+            // acknowledge it anyway.
+            for _ in 0..200 {
+                sluice_rt::time::sleep(std::time::Duration::from_millis(1)).await;
+                assert!(!done.get(), "acknowledged before the roll was durable");
+            }
+            drop(release);
+            let (base, indexed) = appender.await;
+            assert!(base > 0);
+            assert!(
+                indexed,
+                "acknowledged before the rolled segment was finished"
+            );
+            assert_eq!(log.inner.borrow().synced_offset, log.log_end_offset());
+        });
+    }
+
+    #[test]
+    fn retention_does_not_hold_up_appends_while_it_unlinks() {
+        run(|dir| async move {
+            let cfg = LogConfig {
+                retention_bytes: Some(100 * 1024),
+                ..config()
+            };
+            let log = PartitionLog::open(dir.clone(), cfg.clone()).await.unwrap();
+            let mut stored = append_n(&log, 60, 2, 4000).await; // ~240 KiB in 64 KiB segments
+            log.flush().await.unwrap();
+            let segments = log.segment_count();
+            let release = hold_blocking_thread().await;
+            let retention = {
+                let log = log.clone();
+                sluice_rt::exec::spawn(async move { log.apply_retention(NOW).await })
+            };
+            // The pass removes the segments from the log and renames their files
+            // at once; the unlinks wait for the blocking thread, the appends do not.
+            without_blocking_thread(async {
+                while log.segment_count() == segments {
+                    sluice_rt::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                stored.extend(append_n(&log, 2, 2, 4000).await);
+            })
+            .await;
+            assert!(!deleted_files(&dir).is_empty());
+            drop(release);
+            let deleted = retention.await.unwrap();
+            assert_eq!(log.segment_count(), segments - deleted);
+            assert!(deleted_files(&dir).is_empty());
+            let start = log.log_start_offset();
+            assert_eq!(read_all(&log, start).await, batches_from(&stored, start));
+        });
+    }
+
+    #[test]
+    fn open_removes_files_a_retention_pass_left_renamed() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            let stored = append_n(&log, 3, 2, 4000).await;
+            log.close().await.unwrap();
+            drop(log);
+            for suffix in [LOG_SUFFIX, INDEX_SUFFIX] {
+                let mut name = segment_path(&dir, 0, suffix).into_os_string();
+                name.push(format!("-old{DELETED_SUFFIX}"));
+                std::fs::write(&name, b"stale").unwrap();
+            }
+            assert_eq!(deleted_files(&dir).len(), 2);
+            let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+            assert!(deleted_files(&dir).is_empty());
+            assert_eq!(read_all(&log, 0).await, stored.concat());
+        });
     }
 
     #[test]
