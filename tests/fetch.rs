@@ -1,7 +1,8 @@
 //! Fetch responses that carry large record sets: the broker writes them as several
 //! parts gathered into one send (the record sets straight from the log's buffers), so
 //! these check that what arrives is byte-for-byte the frame Kafka's codec describes,
-//! in request order, also when responses are pipelined and fill the socket.
+//! in request order, also when responses are pipelined and fill the socket; and that a
+//! parked Fetch is answered with what either shard appends.
 
 mod common;
 
@@ -157,6 +158,91 @@ fn large_fetches_arrive_whole_and_in_order_when_pipelined() -> Result<()> {
             _ => (total - offset) as usize,
         };
         check_records(&response, *offset, at_least).with_context(|| format!("answer {i}"))?;
+    }
+    Ok(())
+}
+
+/// A Fetch of every partition at its end, parked (long poll), answers with a record
+/// appended to a partition of either shard: whichever shard's wait ends reads its
+/// partitions itself and hands the data back with the wake-up.
+#[test]
+fn a_parked_fetch_answers_with_what_either_shard_appends() -> Result<()> {
+    const TOPIC: &str = "tail";
+    const TOPIC_PARTITIONS: i32 = 4;
+    let dir = tempfile::tempdir()?;
+    let broker = Broker::start(dir.path(), &[])?;
+    let mut producer = broker.client()?;
+    producer.create_topic(TOPIC, TOPIC_PARTITIONS)?;
+    let on_shard = |shard: usize| {
+        (0..TOPIC_PARTITIONS)
+            .find(|p| sluice_core::ids::owner_shard(TOPIC, *p, 2) == shard)
+            .expect("4 partitions over 2 shards give each one")
+    };
+    let version = producer.version(ApiKey::Fetch)?;
+    let mut consumer = broker.client()?;
+    let mut ends = vec![0i64; TOPIC_PARTITIONS as usize];
+    for (round, partition) in [on_shard(0), on_shard(1), on_shard(1), on_shard(0)]
+        .into_iter()
+        .enumerate()
+    {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(sluice_core::limits::MAX_FETCH_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(1024 * 1024)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(TOPIC))
+                .with_partitions(
+                    (0..TOPIC_PARTITIONS)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(ends[p as usize])
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(1024 * 1024)
+                        })
+                        .collect(),
+                )]);
+        let started = std::time::Instant::now();
+        let parked = std::thread::spawn(move || -> Result<(FetchResponse, common::Client)> {
+            let response: FetchResponse = consumer.send(version, &request)?;
+            Ok((response, consumer))
+        });
+        let payload = format!("round {round}");
+        let batch = encode_batch(&[record(None, payload.as_bytes(), 0)], Compression::None)?;
+        let offset = producer.produce_ok(TOPIC, partition, batch)?;
+        let (response, client) = parked.join().expect("fetch thread")?;
+        consumer = client;
+        // Answered by the append, not by the 30 s deadline.
+        ensure!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "round {round}: the parked fetch was not woken"
+        );
+        let mut found = false;
+        for data in &response.responses[0].partitions {
+            ensure!(
+                data.error_code == 0,
+                "round {round}: error {}",
+                data.error_code
+            );
+            let records = decode_records(data.records.clone().unwrap_or_default())?;
+            if data.partition_index == partition {
+                ensure!(
+                    records.len() == 1
+                        && records[0].offset == offset
+                        && records[0].value.as_deref() == Some(payload.as_bytes()),
+                    "round {round}: partition {partition} answered {records:?}"
+                );
+                found = true;
+            } else {
+                ensure!(records.is_empty(), "round {round}: data from nowhere");
+            }
+        }
+        ensure!(found, "round {round}: partition {partition} missing");
+        ends[partition as usize] = offset + 1;
     }
     Ok(())
 }

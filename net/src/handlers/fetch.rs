@@ -115,21 +115,28 @@ impl Handler for Fetch {
             .map(|(s, g)| (s, Rc::new(g)))
             .collect();
 
+        let read = ReadSpec {
+            max_bytes,
+            follower,
+        };
+        // The reads of the shard whose wait ended: it read its parts right away.
+        let mut woken: Option<(ShardId, Vec<PartRead>)> = None;
         loop {
+            let mut reads: Vec<PartRead> = Vec::new();
             let tasks = groups
                 .iter()
-                .map(|(owner, parts)| {
-                    spawn(read_on(
-                        shard.clone(),
-                        *owner,
-                        parts.clone(),
-                        max_bytes,
-                        read_committed,
-                        follower,
-                    ))
+                .filter_map(|(owner, parts)| match woken.take() {
+                    Some((s, done)) if s == *owner => {
+                        reads.extend(done);
+                        None
+                    }
+                    other => {
+                        woken = other;
+                        Some(spawn(read_on(shard.clone(), *owner, parts.clone(), read)))
+                    }
                 })
                 .collect();
-            let reads: Vec<PartRead> = gather(tasks).await.into_iter().flatten().collect();
+            reads.extend(gather(tasks).await.into_iter().flatten());
             let available: usize = reads.iter().map(|r| r.records.len()).sum();
             let failed = reads.iter().any(|r| !r.error.is_ok());
             if available >= min_bytes
@@ -141,9 +148,18 @@ impl Handler for Fetch {
                 fill(&mut responses, reads, max_bytes);
                 return Some(FetchResponse::default().with_responses(responses));
             }
-            wait_for_data(shard, &groups, deadline, follower.is_some()).await;
+            woken = wait_for_data(shard, &groups, deadline, read).await;
         }
     }
+}
+
+/// How the owning shards read: the response budget and the fetching follower, if
+/// any. (Both isolation levels read up to the high watermark: no transactions are
+/// stored.)
+#[derive(Clone, Copy)]
+struct ReadSpec {
+    max_bytes: usize,
+    follower: Option<i32>,
 }
 
 /// One partition to read, on its way to the owning shard.
@@ -170,15 +186,11 @@ async fn read_on(
     shard: Rc<Shard>,
     owner: ShardId,
     parts: Rc<Vec<FetchPart>>,
-    max_bytes: usize,
-    read_committed: bool,
-    follower: Option<i32>,
+    read: ReadSpec,
 ) -> Vec<PartRead> {
     let owned: Vec<FetchPart> = parts.as_ref().clone();
     let result = shard
-        .run_on(owner, move |s| {
-            read_local(s, owned, max_bytes, read_committed, follower)
-        })
+        .run_on(owner, move |s| read_local(s, owned, read))
         .await;
     result.unwrap_or_else(|_| {
         parts
@@ -196,13 +208,11 @@ async fn read_on(
 
 /// Reads this shard's parts in request order within one response budget; for a
 /// follower's fetch, records its progress on each partition.
-async fn read_local(
-    shard: Rc<Shard>,
-    parts: Vec<FetchPart>,
-    max_bytes: usize,
-    _read_committed: bool,
-    follower: Option<i32>,
-) -> Vec<PartRead> {
+async fn read_local(shard: Rc<Shard>, parts: Vec<FetchPart>, read: ReadSpec) -> Vec<PartRead> {
+    let ReadSpec {
+        max_bytes,
+        follower,
+    } = read;
     let mut budget = max_bytes;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
@@ -292,62 +302,68 @@ fn fill(responses: &mut [FetchableTopicResponse], reads: Vec<PartRead>, max_byte
     }
 }
 
-/// Parks until any requested partition may have new data, or the deadline.
+/// Parks until any requested partition may have new data, or the deadline. The owning
+/// shard whose wait ends reads its parts there and then, and they come back with the
+/// wake-up: one cross-shard round trip instead of two.
 async fn wait_for_data(
     shard: &Rc<Shard>,
     groups: &[(ShardId, Rc<Vec<FetchPart>>)],
     deadline: Instant,
-    follower: bool,
-) {
-    let (woke_tx, woke_rx) = bounded::<()>(1);
+    read: ReadSpec,
+) -> Option<(ShardId, Vec<PartRead>)> {
+    let (woke_tx, woke_rx) = bounded::<(ShardId, Option<Vec<PartRead>>)>(groups.len());
     let waiters: Vec<_> = groups
         .iter()
         .map(|(owner, parts)| {
             let (shard, woke_tx) = (shard.clone(), woke_tx.clone());
-            let positions: Vec<(TopicPartition, i64)> =
-                parts.iter().map(|p| (p.tp.clone(), p.offset)).collect();
+            let parts: Vec<FetchPart> = parts.as_ref().clone();
             let owner = *owner;
             spawn(async move {
-                let _ = shard
-                    .run_on(owner, move |s| wait_local(s, positions, deadline, follower))
-                    .await;
-                let _ = woke_tx.try_send(());
+                let reads = shard
+                    .run_on(owner, move |s| wait_local(s, parts, deadline, read))
+                    .await
+                    .unwrap_or(None);
+                let _ = woke_tx.try_send((owner, reads));
             })
         })
         .collect();
     drop(woke_tx);
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let _ = timeout(remaining, woke_rx.recv()).await;
+    let woken = timeout(remaining, woke_rx.recv()).await;
     drop(waiters);
+    match woken {
+        Some(Ok((owner, Some(reads)))) => Some((owner, reads)),
+        _ => None,
+    }
 }
 
-/// On the owning shard: returns once a partition has data past the fetch position
-/// (below the high watermark for a consumer, written for a follower), its leadership
-/// changed, or at the deadline.
+/// On the owning shard: once a partition has data past the fetch position (below the
+/// high watermark for a consumer, written for a follower) or its leadership changed,
+/// reads the parts and returns what it read; `None` at the deadline.
 async fn wait_local(
     shard: Rc<Shard>,
-    positions: Vec<(TopicPartition, i64)>,
+    parts: Vec<FetchPart>,
     deadline: Instant,
-    follower: bool,
-) {
+    read: ReadSpec,
+) -> Option<Vec<PartRead>> {
     loop {
         let listener = shard.appended().listen();
-        let ready = positions.iter().any(|(tp, offset)| {
-            shard.replica(tp).is_none_or(|replica| {
-                let readable = if follower {
+        let ready = parts.iter().any(|part| {
+            shard.replica(&part.tp).is_none_or(|replica| {
+                let readable = if read.follower.is_some() {
                     replica.log.written_offset()
                 } else {
                     replica.log.high_watermark()
                 };
-                !replica.is_leader() || readable > *offset
+                !replica.is_leader() || readable > part.offset
             })
         });
         if ready {
-            return;
+            return Some(read_local(shard, parts, read).await);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() || timeout(remaining, listener).await.is_none() {
-            return;
+            return None;
         }
     }
 }
