@@ -500,12 +500,14 @@ fn run_e2e(args: &PerfArgs) -> Result<()> {
     let produce_elapsed = start.elapsed();
     // Consumers stop once they have read every acknowledged record (or after a grace
     // period, when the broker lost some: that shows as a record count mismatch).
-    target
-        .records
-        .store(produced.records.load(Ordering::Relaxed), Ordering::Relaxed);
+    let acknowledged = produced.records.load(Ordering::Relaxed);
+    target.records.store(acknowledged, Ordering::Relaxed);
+    // The e2e time ends with the last record consumed, not with the consumers'
+    // parked fetches returning empty at their max wait.
+    let all_consumed = when_counted(&consumed, acknowledged, E2E_DRAIN);
     stop_after(&stop_consumers, E2E_DRAIN);
     let consumed_result = join_consumers(consumers);
-    let elapsed = start.elapsed();
+    let elapsed = all_consumed.map_or_else(|| start.elapsed(), |at| at - start);
     progress.stop();
     result?;
     consumed_result?;
@@ -586,6 +588,22 @@ fn join_consumers(consumers: Vec<thread::JoinHandle<Result<()>>>) -> Result<()> 
 }
 
 /// Sets `stop` after `after` on a helper thread (the run may end sooner).
+/// When `stats` has counted `target` records, polled every half millisecond for up to
+/// `limit`; `None` if it has not by then.
+fn when_counted(stats: &Stats, target: u64, limit: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = Instant::now();
+        if stats.records.load(Ordering::Relaxed) >= target {
+            return Some(now);
+        }
+        if now >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+}
+
 fn stop_after(stop: &Arc<AtomicBool>, after: Duration) {
     let stop = stop.clone();
     thread::spawn(move || {
@@ -628,4 +646,25 @@ fn write_outputs(args: &PerfArgs, summaries: &[&Summary], ceiling: Option<&Summa
         stats::write_file(path, &text)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_counted_is_the_time_the_count_is_reached() {
+        let stats = Stats::new("e2e");
+        stats.add(5, 500);
+        let before = Instant::now();
+        let at = when_counted(&stats, 5, Duration::from_secs(10)).expect("already counted");
+        assert!(at >= before);
+        // Not reached: gives up at the limit.
+        assert!(when_counted(&stats, 6, Duration::from_millis(2)).is_none());
+        // Reached later, by another thread.
+        let counter = stats.clone();
+        let adder = thread::spawn(move || counter.add(1, 100));
+        assert!(when_counted(&stats, 6, Duration::from_secs(10)).is_some());
+        adder.join().unwrap();
+    }
 }
