@@ -108,6 +108,21 @@ fn metrics_endpoint_counts_requests_bytes_and_log_sizes() -> Result<()> {
         ) == 12.0,
         "{after}"
     );
+    // Each acknowledged produce waited for its own segment write.
+    let writes = sum(&after, "sluice_log_write_latency_seconds_count", &[]);
+    ensure!(writes >= 12.0, "at least 12 segment writes:\n{after}");
+    ensure!(
+        sum(
+            &after,
+            "sluice_log_write_latency_seconds_bucket",
+            &["le=\"+Inf\""]
+        ) == writes,
+        "{after}"
+    );
+    ensure!(
+        after.contains("# TYPE sluice_log_sync_latency_seconds histogram"),
+        "{after}"
+    );
     let bytes_in = sum(&after, "sluice_bytes_in_total", &[]);
     ensure!(
         bytes_in >= 12.0 * value.len() as f64,

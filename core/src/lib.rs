@@ -10,11 +10,13 @@
 //! - [`config`]: broker configuration with Kafka's `server.properties` key names, and
 //!   the per-topic log configuration derived from it.
 //! - [`limits`]: every fixed bound the broker enforces, with the reason for each.
+//! - [`latency`]: a per-thread latency histogram (Prometheus buckets) for metrics.
 
 pub mod batch;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod latency;
 pub mod limits;
 
 pub use error::ErrorCode;

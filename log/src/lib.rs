@@ -26,6 +26,7 @@
 //! - [`epoch`]: the leader-epoch cache (`leader-epoch-checkpoint`).
 //! - [`records`]: walking records inside a batch (ListOffsets only).
 //! - [`files`]: atomic replacement of small metadata files with `std::fs`.
+//! - [`io_stats`]: the shard's segment write and fdatasync latency histograms.
 //! - [`testing`]: batch builders for tests across the workspace.
 //!
 //! # On disk
@@ -119,6 +120,7 @@ pub mod epoch;
 pub mod error;
 pub mod files;
 pub mod index;
+pub mod io_stats;
 mod partition;
 pub mod producer;
 pub mod records;
@@ -127,6 +129,7 @@ pub mod testing;
 
 pub use cache::{CacheStats, ReadCache};
 pub use error::LogError;
+pub use io_stats::LogIoStats;
 pub use partition::{
     PartitionLog, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE, WRITE_BUFFER_BYTES,
 };

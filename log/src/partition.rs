@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use sluice_core::batch::{self, header, Compression, HEADER_SIZE};
@@ -28,6 +29,7 @@ use sluice_rt::sync::Notify;
 use crate::cache::ReadCache;
 use crate::epoch::{EpochCache, CHECKPOINT_FILE};
 use crate::files;
+use crate::io_stats;
 use crate::producer::{ProducerState, SequenceCheck};
 use crate::records;
 use crate::segment::{
@@ -385,7 +387,7 @@ impl PartitionLog {
                             tracing::warn!(dir = %dir.display(), base, reason, "truncating segment tail at recovery");
                         }
                         rtfs::truncate(&file, out.meta.size_bytes).await?;
-                        rtfs::fdatasync(&file).await?;
+                        fdatasync(&file).await?;
                     }
                     if next_base.is_some_and(|next| next != out.meta.next_offset) {
                         // A hole in the middle of the log: nothing after it can be
@@ -1137,13 +1139,15 @@ impl PartitionLog {
         buf.as_bytes_mut()[len..padded].fill(0);
         buf.trim_to_size(padded);
         let buf = Rc::new(buf);
+        let started = Instant::now();
         rtfs::write_all_at(&file, buf.clone(), file_pos).await?;
+        io_stats::record_write(started.elapsed());
         let needs_sync = {
             let inner = self.inner.borrow();
             inner.sync_requested_offset > inner.synced_offset
         };
         if needs_sync {
-            rtfs::fdatasync(&file).await?;
+            fdatasync(&file).await?;
             // Everything before this file's data must be synced too: rolled
             // segments still being finished, and this file's directory entry.
             self.wait_background().await?;
@@ -1237,7 +1241,7 @@ impl PartitionLog {
         };
         if let Some(file) = &file {
             rtfs::truncate(file, size).await?;
-            rtfs::fdatasync(file).await?;
+            fdatasync(file).await?;
         }
         let index_files = {
             let mut inner = self.inner.borrow_mut();
@@ -1683,7 +1687,7 @@ impl PartitionLog {
         self.io_event.notify(usize::MAX);
         if let Some(f) = &file {
             rtfs::truncate(f, size).await?;
-            rtfs::fdatasync(f).await?;
+            fdatasync(f).await?;
         }
         for (b, f) in removed {
             if let Some(f) = f {
@@ -1976,7 +1980,7 @@ impl PartitionLog {
             (inner.active().file.clone(), inner.written_offset)
         };
         if let Some(f) = file {
-            rtfs::fdatasync(&f).await?;
+            fdatasync(&f).await?;
         }
         let mut inner = self.inner.borrow_mut();
         inner.synced_offset = inner.synced_offset.max(written);
@@ -1993,7 +1997,7 @@ impl PartitionLog {
         };
         if let Some(f) = &file {
             rtfs::truncate(f, size).await?;
-            rtfs::fdatasync(f).await?;
+            fdatasync(f).await?;
         }
         let (snapshot, end, start) = {
             let inner = self.inner.borrow();
@@ -2136,6 +2140,14 @@ fn snapshot_offsets(dir: &Path) -> std::io::Result<Vec<i64>> {
         }
     }
     Ok(out)
+}
+
+/// fdatasync, counted in the shard's sync latency ([`io_stats`]).
+async fn fdatasync(file: &DmaFile) -> std::io::Result<()> {
+    let started = Instant::now();
+    rtfs::fdatasync(file).await?;
+    io_stats::record_sync(started.elapsed());
+    Ok(())
 }
 
 /// Renames the files of segment `base` that exist to `<name>.deleted`; returns the

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures_lite::future;
 use kafka_protocol::messages::ApiKey;
 
+use sluice_core::latency::{LatencyHistogram, LatencySnapshot, LATENCY_BOUNDS_US};
 use sluice_rt::exec::{spawn, spawn_detached, Task};
 use sluice_rt::net::{AsyncReadExt, AsyncWriteExt, TcpListener, TcpStream};
 use sluice_rt::sync::Receiver;
@@ -32,30 +33,16 @@ use crate::shard::Shard;
 
 /// API keys below this are counted (Kafka's keys are below 100).
 const API_SLOTS: usize = 128;
-/// Upper bounds of the latency buckets, microseconds (Prometheus `le` in seconds).
-const LATENCY_BOUNDS_US: [u64; 16] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
-];
-/// One more bucket for everything above the last bound (`+Inf`).
-const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 /// Largest HTTP request head the endpoint reads before giving up on a client.
 const MAX_HTTP_REQUEST_BYTES: usize = 8 * 1024;
 /// How long the endpoint waits for a client's request head.
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Counters of one API on one shard.
-#[derive(Default)]
-struct ApiCounters {
-    requests: Cell<u64>,
-    latency_us_sum: Cell<u64>,
-    buckets: [Cell<u64>; BUCKETS],
-}
-
 /// Counters of one shard. Lives on that shard only (not `Send`); read by others only
 /// through a [`MetricsSnapshot`] taken on the shard.
 pub struct ShardMetrics {
-    apis: Box<[ApiCounters]>,
+    /// Request latency per API key.
+    apis: Box<[LatencyHistogram]>,
     bytes_in: Cell<u64>,
     bytes_out: Cell<u64>,
     connections_accepted: Cell<u64>,
@@ -65,7 +52,9 @@ pub struct ShardMetrics {
 impl Default for ShardMetrics {
     fn default() -> Self {
         ShardMetrics {
-            apis: (0..API_SLOTS).map(|_| ApiCounters::default()).collect(),
+            apis: (0..API_SLOTS)
+                .map(|_| LatencyHistogram::default())
+                .collect(),
             bytes_in: Cell::new(0),
             bytes_out: Cell::new(0),
             connections_accepted: Cell::new(0),
@@ -100,14 +89,9 @@ impl ShardMetrics {
     ) {
         add(&self.bytes_in, request_bytes);
         add(&self.bytes_out, response_bytes);
-        let Some(api) = usize::try_from(api_key).ok().and_then(|k| self.apis.get(k)) else {
-            return;
-        };
-        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        add(&api.requests, 1);
-        add(&api.latency_us_sum, latency_us);
-        let bucket = LATENCY_BOUNDS_US.partition_point(|bound| *bound < latency_us);
-        add(&api.buckets[bucket], 1);
+        if let Some(api) = usize::try_from(api_key).ok().and_then(|k| self.apis.get(k)) {
+            api.record(latency);
+        }
     }
 
     /// A copy of these counters plus the shard's partitions, to send to shard 0.
@@ -116,12 +100,10 @@ impl ShardMetrics {
             .apis
             .iter()
             .enumerate()
-            .filter(|(_, api)| api.requests.get() > 0)
+            .filter(|(_, api)| api.count() > 0)
             .map(|(key, api)| ApiSnapshot {
                 key: key as i16,
-                requests: api.requests.get(),
-                latency_us_sum: api.latency_us_sum.get(),
-                buckets: std::array::from_fn(|i| api.buckets[i].get()),
+                latency: api.snapshot(),
             })
             .collect();
         let mut partitions: Vec<PartitionSnapshot> = shard
@@ -145,6 +127,7 @@ impl ShardMetrics {
             connections_open: self.connections_open.get(),
             partitions,
             cache: sluice_log::ReadCache::current().stats(),
+            log_io: sluice_log::LogIoStats::current(),
         }
     }
 }
@@ -152,10 +135,8 @@ impl ShardMetrics {
 #[derive(Debug, Clone)]
 pub struct ApiSnapshot {
     pub key: i16,
-    pub requests: u64,
-    pub latency_us_sum: u64,
-    /// Per bucket (not cumulative), the last one `+Inf`.
-    pub buckets: [u64; BUCKETS],
+    /// Its requests' latency (the count is the number of requests).
+    pub latency: LatencySnapshot,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +160,8 @@ pub struct MetricsSnapshot {
     pub partitions: Vec<PartitionSnapshot>,
     /// The shard's read cache (`log.cache.max.bytes`).
     pub cache: sluice_log::CacheStats,
+    /// The shard's segment write and fdatasync latencies.
+    pub log_io: sluice_log::LogIoStats,
 }
 
 /// Dispatches one request frame, counting it on this shard. What `conn` spawns per frame.
@@ -205,6 +188,21 @@ pub async fn observed_dispatch(
     result
 }
 
+/// The `_bucket` (cumulative), `_sum` and `_count` rows of one histogram.
+fn histogram_rows(out: &mut String, name: &str, labels: &str, h: &LatencySnapshot) {
+    let mut cumulative = 0u64;
+    for (i, count) in h.buckets.iter().enumerate() {
+        cumulative += count;
+        let le = match LATENCY_BOUNDS_US.get(i) {
+            Some(us) => format!("{}", *us as f64 / 1e6),
+            None => "+Inf".to_owned(),
+        };
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
 fn api_name(key: i16) -> String {
     match ApiKey::try_from(key) {
         Ok(api) => format!("{api:?}"),
@@ -218,6 +216,12 @@ type ShardFamily = (
     &'static str,
     &'static str,
     fn(&MetricsSnapshot) -> u64,
+);
+/// A per-shard histogram family: name, help, value.
+type HistogramFamily = (
+    &'static str,
+    &'static str,
+    fn(&MetricsSnapshot) -> &LatencySnapshot,
 );
 /// A per-partition gauge family: name, help, value.
 type PartitionFamily = (&'static str, &'static str, fn(&PartitionSnapshot) -> i64);
@@ -242,7 +246,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
                         "sluice_requests_total{{shard=\"{}\",api=\"{}\"}} {}",
                         s.shard,
                         api_name(a.key),
-                        a.requests
+                        a.latency.count
                     );
                 }
             }
@@ -256,32 +260,30 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             for s in snapshots {
                 for a in &s.apis {
                     let labels = format!("shard=\"{}\",api=\"{}\"", s.shard, api_name(a.key));
-                    let mut cumulative = 0u64;
-                    for (i, count) in a.buckets.iter().enumerate() {
-                        cumulative += count;
-                        let le = match LATENCY_BOUNDS_US.get(i) {
-                            Some(us) => format!("{}", *us as f64 / 1e6),
-                            None => "+Inf".to_owned(),
-                        };
-                        let _ = writeln!(
-                            out,
-                            "sluice_request_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                        );
-                    }
-                    let _ = writeln!(
-                        out,
-                        "sluice_request_latency_seconds_sum{{{labels}}} {}",
-                        a.latency_us_sum as f64 / 1e6
-                    );
-                    let _ = writeln!(
-                        out,
-                        "sluice_request_latency_seconds_count{{{labels}}} {}",
-                        a.requests
-                    );
+                    histogram_rows(out, "sluice_request_latency_seconds", &labels, &a.latency);
                 }
             }
         },
     );
+    let log_io: [HistogramFamily; 2] = [
+        (
+            "sluice_log_write_latency_seconds",
+            "Segment data writes, from submission to completion (the device's latency as the shard sees it).",
+            |s| &s.log_io.writes,
+        ),
+        (
+            "sluice_log_sync_latency_seconds",
+            "fdatasyncs of segment files (flush policy, roll, flush, close).",
+            |s| &s.log_io.syncs,
+        ),
+    ];
+    for (name, help, value) in log_io {
+        family(name, "histogram", help, &mut |out| {
+            for s in snapshots {
+                histogram_rows(out, name, &format!("shard=\"{}\"", s.shard), value(s));
+            }
+        });
+    }
     let per_shard: [ShardFamily; 12] = [
         (
             "sluice_bytes_in_total",
@@ -486,6 +488,7 @@ async fn gather(shard: &Rc<Shard>) -> Vec<MetricsSnapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::latency::BUCKETS;
 
     #[test]
     fn latency_lands_in_the_first_bucket_at_or_above_it() {
@@ -494,11 +497,11 @@ mod tests {
         m.request_done(0, Duration::from_micros(101), 10, 20);
         m.request_done(0, Duration::from_secs(60), 10, 0);
         m.request_done(-5, Duration::from_micros(1), 3, 0); // unknown key: bytes only
-        let api = &m.apis[0];
-        assert_eq!(api.requests.get(), 3);
-        assert_eq!(api.buckets[0].get(), 1);
-        assert_eq!(api.buckets[1].get(), 1);
-        assert_eq!(api.buckets[BUCKETS - 1].get(), 1);
+        let api = m.apis[0].snapshot();
+        assert_eq!(api.count, 3);
+        assert_eq!(api.buckets[0], 1);
+        assert_eq!(api.buckets[1], 1);
+        assert_eq!(api.buckets[BUCKETS - 1], 1);
         assert_eq!(m.bytes_in.get(), 33);
         assert_eq!(m.bytes_out.get(), 40);
     }
@@ -512,9 +515,11 @@ mod tests {
             shard: 1,
             apis: vec![ApiSnapshot {
                 key: 0,
-                requests: 3,
-                latency_us_sum: 1_500,
-                buckets,
+                latency: LatencySnapshot {
+                    count: 3,
+                    sum_us: 1_500,
+                    buckets,
+                },
             }],
             bytes_in: 7,
             bytes_out: 9,
@@ -538,6 +543,14 @@ mod tests {
                 chunks_allocated: 4,
                 chunks_reused: 9,
             },
+            log_io: sluice_log::LogIoStats {
+                writes: LatencySnapshot {
+                    count: 4,
+                    sum_us: 2_000,
+                    buckets: std::array::from_fn(|i| [1, 3].get(i).copied().unwrap_or(0)),
+                },
+                syncs: LatencySnapshot::default(),
+            },
         };
         let text = render(&[snapshot]);
         assert!(text.contains("sluice_requests_total{shard=\"1\",api=\"Produce\"} 3\n"));
@@ -551,6 +564,15 @@ mod tests {
             .contains("sluice_request_latency_seconds_sum{shard=\"1\",api=\"Produce\"} 0.0015\n"));
         assert!(text.contains("sluice_bytes_in_total{shard=\"1\"} 7\n"));
         assert!(
+            text.contains("sluice_log_write_latency_seconds_bucket{shard=\"1\",le=\"0.0001\"} 1\n")
+        );
+        assert!(text
+            .contains("sluice_log_write_latency_seconds_bucket{shard=\"1\",le=\"0.00025\"} 4\n"));
+        assert!(text.contains("sluice_log_write_latency_seconds_count{shard=\"1\"} 4\n"));
+        assert!(text.contains("sluice_log_write_latency_seconds_sum{shard=\"1\"} 0.002\n"));
+        assert!(text.contains("sluice_log_sync_latency_seconds_count{shard=\"1\"} 0\n"));
+        assert!(text.contains("# TYPE sluice_log_sync_latency_seconds histogram\n"));
+        assert!(
             text.contains("sluice_log_size_bytes{shard=\"1\",topic=\"t\",partition=\"4\"} 4096\n")
         );
         assert!(text.contains("sluice_read_cache_hits_total{shard=\"1\"} 5\n"));
@@ -560,6 +582,6 @@ mod tests {
         assert!(text.contains("sluice_read_cache_reserved_bytes{shard=\"1\"} 20\n"));
         assert!(text.contains("sluice_read_cache_chunks_allocated_total{shard=\"1\"} 4\n"));
         assert!(text.contains("sluice_read_cache_chunks_reused_total{shard=\"1\"} 9\n"));
-        assert_eq!(text.matches("# TYPE").count(), 17);
+        assert_eq!(text.matches("# TYPE").count(), 19);
     }
 }
