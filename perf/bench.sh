@@ -168,6 +168,16 @@ for i in $(seq "$RUNS"); do
     drop_topic e2w-$i
 done
 
+echo "== e2e as above in a steady state with retention: 64 MiB segments, log.retention.bytes 128 MiB, retention checked every 500 ms; 16 s runs, the first 8 s left out (by then every partition has rolled and retention has run, so new segments are written over deleted ones)"
+start_broker --override log.segment.bytes=67108864 --override log.retention.bytes=134217728 \
+    --override log.retention.check.interval.ms=500
+for i in $(seq "$RUNS"); do
+    "$PERF" e2e --bootstrap-server "$BOOT" --topic e2r-$i --record-size 100 --partitions 8 --acks 1 \
+        --rate "$HALF" --duration-s 16 --warmup-s 8 --no-sink-check --json "$OUT/e2r-$i.json" --hgrm "$OUT/e2r-$i.hgrm" --quiet >/dev/null
+    echo "e2e retention run $i: $(field "$OUT/e2r-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2r-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2r-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2r-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2r-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2r-$i.json" 0 latency p99_ms) ms"
+    drop_topic e2r-$i
+done
+
 start_broker --override log.flush.interval.messages=1
 echo "== durable (log.flush.interval.messages=1): produce 1 KiB, acks=1, 8 partitions"
 for i in $(seq "$RUNS"); do
