@@ -1215,6 +1215,15 @@ impl UringCommon for SleepableRing {
     }
 }
 
+/// Sluice patch: the longest an executor sleeps before it looks at its rings and
+/// queues again. Sleeping on the main ring with the latency ring linked to it (a poll
+/// on the latency ring's fd) sometimes misses what should end the sleep: measured on
+/// kernel 6.18, a shard slept 98 ms with its segment writes completed and jobs from
+/// another shard queued, and woke only at its next timer (upstream glommio saw hangs
+/// with the linked rings too, DataDog/glommio#552). Waking at least this often bounds
+/// such a miss, for 200 wake-ups a second of an idle executor.
+const MAX_SLEEP: Duration = Duration::from_millis(5);
+
 /// Sluice patch: whether the timer in `slot` is still armed (submitted or about to
 /// be, and not completed).
 fn is_armed(slot: &Cell<Option<Source>>) -> bool {
@@ -1836,6 +1845,10 @@ impl Reactor {
         // when it was armed, so a kept one fires after `ring_depth` completions
         // however many calls they span, instead of never under steady load.
         let now = Instant::now();
+        // Sluice patch (see vendor/README.md): a sleep ends after `MAX_SLEEP` at the
+        // latest, so a wake-up the linked rings miss delays the executor by that much
+        // and no more.
+        let user_timer = Some(user_timer.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
         let wanted = preempt_timer().or(user_timer);
         let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
             && match (self.latency_preemption_deadline.get(), wanted) {
