@@ -1221,8 +1221,12 @@ impl UringCommon for SleepableRing {
 /// kernel 6.18, a shard slept 98 ms with its segment writes completed and jobs from
 /// another shard queued, and woke only at its next timer (upstream glommio saw hangs
 /// with the linked rings too, DataDog/glommio#552). Waking at least this often bounds
-/// such a miss, for 200 wake-ups a second of an idle executor.
-const MAX_SLEEP: Duration = Duration::from_millis(5);
+/// such a miss: `MAX_SLEEP_BUSY` while the executor had events within `BUSY_WINDOW`
+/// (a miss then delays requests in flight), `MAX_SLEEP_IDLE` otherwise (100 wake-ups
+/// a second of an idle executor, against 1000 with the short bound).
+const MAX_SLEEP_BUSY: Duration = Duration::from_millis(1);
+const MAX_SLEEP_IDLE: Duration = Duration::from_millis(10);
+const BUSY_WINDOW: Duration = Duration::from_millis(100);
 
 /// Sluice patch: whether the timer in `slot` is still armed (submitted or about to
 /// be, and not completed).
@@ -1242,6 +1246,8 @@ pub(crate) struct Reactor {
     latency_preemption_timeout_src: Cell<Option<Source>>,
     /// Sluice patch: when the armed latency-ring timer expires.
     latency_preemption_deadline: Cell<Option<Instant>>,
+    /// Sluice patch: when `wait` last found events (woken tasks); see `MAX_SLEEP_BUSY`.
+    last_event: Cell<Instant>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1374,6 +1380,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_deadline: Cell::new(None),
+            last_event: Cell::new(Instant::now()),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1845,10 +1852,18 @@ impl Reactor {
         // when it was armed, so a kept one fires after `ring_depth` completions
         // however many calls they span, instead of never under steady load.
         let now = Instant::now();
-        // Sluice patch (see vendor/README.md): a sleep ends after `MAX_SLEEP` at the
+        // Sluice patch (see vendor/README.md): a sleep ends after `max_sleep` at the
         // latest, so a wake-up the linked rings miss delays the executor by that much
         // and no more.
-        let user_timer = Some(user_timer.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
+        if woke > 0 {
+            self.last_event.set(now);
+        }
+        let max_sleep = if now.duration_since(self.last_event.get()) < BUSY_WINDOW {
+            MAX_SLEEP_BUSY
+        } else {
+            MAX_SLEEP_IDLE
+        };
+        let user_timer = Some(user_timer.map_or(max_sleep, |t| t.min(max_sleep)));
         let wanted = preempt_timer().or(user_timer);
         let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
             && match (self.latency_preemption_deadline.get(), wanted) {
