@@ -97,6 +97,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = unbounded::<Result<usize, String>>();
     let (drained_tx, drained_rx) = unbounded::<usize>();
     let (close_logs_tx, close_logs_rx) = bounded::<()>(1);
+    // Connections accepted so far, over all shards: places each on the next shard.
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
     // Each shard takes its own receivers out of these slots on start.
     let slots: Arc<Mutex<Vec<Option<ShardInbox>>>> = Arc::new(Mutex::new(
@@ -121,6 +123,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ready: ready_tx.clone(),
                 drained: drained_tx.clone(),
                 close_logs: close_logs_rx.clone(),
+                accepted: accepted.clone(),
             };
             sluice_net::run_shard(ctx)
         })

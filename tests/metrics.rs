@@ -1,5 +1,6 @@
 //! The Prometheus endpoint (`metrics.listener`, off unless configured): shard 0
-//! answers `GET /metrics` with every shard's counters, and they move with traffic.
+//! answers `GET /metrics` with every shard's counters, and they move with traffic;
+//! connections are placed on the shards in turn.
 
 mod common;
 
@@ -178,5 +179,44 @@ fn metrics_endpoint_counts_requests_bytes_and_log_sizes() -> Result<()> {
             >= sum(&after, "sluice_read_cache_hits_total", &[]) + 4.0,
         "{read}"
     );
+    Ok(())
+}
+
+/// Connections are placed on the shards in turn, as Kafka's acceptor hands them to its
+/// network threads, whichever shard the kernel's `SO_REUSEPORT` hash gave them to.
+#[test]
+fn connections_are_placed_on_the_shards_in_turn() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let listener = format!("127.0.0.1:{port}");
+    let broker = Broker::start(dir.path(), &[("metrics.listener", &listener)])?;
+    let metrics_addr: SocketAddr = listener.parse()?;
+    let mut clients = Vec::new();
+    for opened in 1..=10 {
+        // Each answers its ApiVersions, so it is being served by then.
+        clients.push(broker.client()?);
+        let body = scrape(metrics_addr)?;
+        let per_shard: Vec<f64> = (0..2)
+            .map(|s| {
+                sum(
+                    &body,
+                    "sluice_connections_open",
+                    &[&format!("shard=\"{s}\"")],
+                )
+            })
+            .collect();
+        ensure!(
+            per_shard.iter().sum::<f64>() == opened as f64,
+            "{opened} connections open: {per_shard:?}"
+        );
+        ensure!(
+            (per_shard[0] - per_shard[1]).abs() <= 1.0,
+            "{opened} connections: {per_shard:?} per shard"
+        );
+    }
+    // Every placed connection is served: each answers on its shard.
+    for client in &mut clients {
+        client.metadata(None)?;
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The Kafka protocol server.
 //!
 //! Every shard runs [`server::run_shard`]: it listens on the shared port
-//! (`SO_REUSEPORT`), serves the connections the kernel hands it ([`conn`]), cuts frames
+//! (`SO_REUSEPORT`), places each connection it accepts on the next shard in turn, serves
+//! the connections placed on it ([`conn`]), cuts frames
 //! ([`frame`]), and dispatches each request through the API table ([`api`]) to one
 //! handler module per Kafka API ([`handlers`]). Requests that touch partitions owned by
 //! other shards are split by owner and the parts run there through the mesh of job

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use sluice_coordination::{ControlHandle, SnapshotUpdate};
 use sluice_core::config::BrokerConfig;
 use sluice_core::ids::ShardId;
 use sluice_rt::exec::{spawn, spawn_detached};
-use sluice_rt::net::TcpListener;
-use sluice_rt::sync::{Notify, Receiver, Sender};
+use sluice_rt::net::{AcceptedTcpStream, TcpListener};
+use sluice_rt::sync::{unbounded, Notify, Receiver, Sender};
 use sluice_rt::time::{now_ms, sleep, timeout};
 
 use crate::conn;
@@ -43,6 +44,9 @@ pub struct ShardContext {
     pub close_logs: Receiver<()>,
     /// Told once the shard is listening and its partitions are open, or why it cannot.
     pub ready: Sender<Result<ShardId, String>>,
+    /// Shared by every shard: the count of connections accepted so far, which places
+    /// each new connection on the next shard in turn.
+    pub accepted: Arc<AtomicUsize>,
 }
 
 /// Runs a shard until shutdown completes.
@@ -86,20 +90,54 @@ pub async fn run_shard(ctx: ShardContext) {
 
     let open = Rc::new(Cell::new(0usize));
     let closed = Rc::new(Notify::new());
+    // Connections other shards accepted and placed here.
+    let (placed_tx, placed_rx) = unbounded::<AcceptedTcpStream>();
+    shard.set_connection_inbox(placed_tx);
     loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            let _ = ctx.shutdown.recv().await;
-            None
-        })
+        let next = future::or(
+            async {
+                Some(Incoming::Accepted(
+                    listener.shared_accept().await.map_err(std::io::Error::from),
+                ))
+            },
+            future::or(
+                async { placed_rx.recv().await.ok().map(Incoming::Placed) },
+                async {
+                    let _ = ctx.shutdown.recv().await;
+                    None
+                },
+            ),
+        )
         .await;
-        let stream = match accepted {
+        let accepted = match next {
             None => break,
-            Some(Ok(stream)) => stream,
-            Some(Err(e)) => {
+            Some(Incoming::Placed(accepted)) => accepted,
+            Some(Incoming::Accepted(Ok(accepted))) => {
+                // Kafka's acceptor hands connections to its network threads in turn.
+                // The kernel's SO_REUSEPORT hash would leave a few long-lived
+                // connections (a producer and a consumer) on one shard half the time,
+                // and that shard decodes every request and sends every response.
+                let target = ctx.accepted.fetch_add(1, Ordering::Relaxed) % shard.count;
+                if target != shard.id {
+                    let placer = shard.clone();
+                    spawn_detached(async move {
+                        let placed = placer
+                            .run_on(target, move |s| async move { s.place_connection(accepted) })
+                            .await;
+                        if !matches!(placed, Ok(true)) {
+                            tracing::debug!(shard = target, "shard gone; connection dropped");
+                        }
+                    });
+                    continue;
+                }
+                accepted
+            }
+            Some(Incoming::Accepted(Err(e))) => {
                 tracing::warn!(shard = ctx.id, error = %e, "accept failed");
                 continue;
             }
         };
+        let stream = accepted.bind_to_executor();
         let _ = stream.set_nodelay(true);
         let peer = match stream.peer_addr() {
             Ok(peer) => peer,
@@ -153,6 +191,12 @@ pub async fn run_shard(ctx: ShardContext) {
             tracing::error!(partition = %tp, error = %e, "cannot close partition log");
         }
     }
+}
+
+/// What the accept loop takes next.
+enum Incoming {
+    Accepted(std::io::Result<AcceptedTcpStream>),
+    Placed(AcceptedTcpStream),
 }
 
 /// Applies every metadata change, acknowledging each once this shard's logs match it.

@@ -57,6 +57,9 @@ pub struct Shard {
     groups: Rc<GroupShard>,
     /// The fetchers of the partitions this shard follows.
     fetchers: Rc<Fetchers>,
+    /// Where connections another shard accepted and placed here go (the accept
+    /// loop's queue); unset until the shard listens, closed when it stops.
+    connection_inbox: RefCell<Option<sluice_rt::sync::Sender<sluice_rt::net::AcceptedTcpStream>>>,
 }
 
 impl Shard {
@@ -84,7 +87,25 @@ impl Shard {
             shutting_down: Cell::new(false),
             groups,
             fetchers,
+            connection_inbox: RefCell::new(None),
         })
+    }
+
+    /// Sets where [`place_connection`](Self::place_connection) puts connections.
+    pub fn set_connection_inbox(
+        &self,
+        inbox: sluice_rt::sync::Sender<sluice_rt::net::AcceptedTcpStream>,
+    ) {
+        *self.connection_inbox.borrow_mut() = Some(inbox);
+    }
+
+    /// Takes a connection another shard accepted, for this shard's accept loop to
+    /// serve; false (and the connection closed) if this shard no longer accepts.
+    pub fn place_connection(&self, accepted: sluice_rt::net::AcceptedTcpStream) -> bool {
+        self.connection_inbox
+            .borrow()
+            .as_ref()
+            .is_some_and(|inbox| inbox.try_send(accepted).is_ok())
     }
 
     /// The metadata this shard currently serves from.

@@ -1,10 +1,11 @@
 //! TCP for the Kafka listener.
 //!
 //! Every shard binds the same address; the listener sets `SO_REUSEPORT`, so the kernel
-//! spreads incoming connections over the shards.
+//! spreads incoming connections over the shards. An [`AcceptedTcpStream`] (from
+//! `TcpListener::shared_accept`) may be sent to another shard, which binds it there.
 
 pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-pub use glommio::net::{TcpListener, TcpStream};
+pub use glommio::net::{AcceptedTcpStream, TcpListener, TcpStream};
 pub use std::io::IoSlice;
 pub use std::os::fd::{AsRawFd, RawFd};
 
