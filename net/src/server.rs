@@ -161,6 +161,8 @@ pub async fn run_shard(ctx: ShardContext) {
     // flush and close every log (writing indexes, producer state and checkpoints).
     shard.begin_shutdown();
     drop(listener);
+    // A connection another shard places here from now on is closed, not left waiting.
+    drop(placed_rx);
     let drained = timeout(SHUTDOWN_DRAIN, async {
         while open.get() > 0 {
             let listener = closed.listen();
