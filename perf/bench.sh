@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 CORES=${2:-2}
 PORT=${PORT:-19092}
+METRICS=127.0.0.1:$((PORT + 8))
 OUT=target/bench/$(date -u +%Y%m%dT%H%M%SZ)
 DATA=$OUT/data
 SLUICE=target/release/sluice
@@ -31,7 +32,7 @@ start_broker() { # extra --override args
     stop_broker
     rm -rf "$DATA" && mkdir -p "$DATA"
     "$SLUICE" serve --override "listeners=PLAINTEXT://$BOOT" --override "log.dirs=$DATA" \
-        --cores "$CORES" "$@" > "$OUT/broker.log" 2>&1 &
+        --override "metrics.listener=$METRICS" --cores "$CORES" "$@" > "$OUT/broker.log" 2>&1 &
     broker_pid=$!
     for _ in $(seq 100); do
         grep -q "ready on" "$OUT/broker.log" 2>/dev/null && return 0
@@ -62,6 +63,19 @@ r = j["results"][int(sys.argv[2])]
 v = r[sys.argv[3]] if len(sys.argv) < 5 else (r["latency"] or {}).get(sys.argv[4])
 print(f"{v:.3f}" if isinstance(v, float) else v)
 EOF
+}
+# Segment writes over 25 ms so far (all shards), from the broker's write-latency
+# histogram: printed before and after each e2e run, so a stall can be told apart as
+# the device's (slow writes) or not.
+slow_writes() {
+    curl -s "http://$METRICS/metrics" | python3 -c '
+import re, sys
+total = over = 0.0
+for line in sys.stdin:
+    m = re.match(r"sluice_log_write_latency_seconds_bucket\{.*le=\"([^\"]+)\"\} (\S+)", line)
+    if m and m.group(1) == "+Inf": total += float(m.group(2))
+    if m and m.group(1) == "0.025": over -= float(m.group(2))
+print(int(total + over))'
 }
 ceiling() {
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["tool_ceiling"]; print("%.0f rec/s" % c["records_per_s"] if c else "-")' "$1"
@@ -155,16 +169,18 @@ PEAK=$(python3 -c 'import json,sys,statistics; print(statistics.median(json.load
 HALF=$(python3 -c "print(int($PEAK / 2))")
 echo "== e2e 100 B at half the produce peak: --rate $HALF"
 for i in $(seq "$RUNS"); do
+    before=$(slow_writes)
     "$PERF" e2e --bootstrap-server "$BOOT" --topic e2e-$i --record-size 100 --partitions 8 --acks 1 \
         --rate "$HALF" --duration-s "$DURATION_S" --no-sink-check --json "$OUT/e2e-$i.json" --hgrm "$OUT/e2e-$i.hgrm" --quiet >/dev/null
-    echo "e2e run $i: $(field "$OUT/e2e-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2e-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2e-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2e-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2e-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2e-$i.json" 0 latency p99_ms) ms"
+    echo "e2e run $i: $(field "$OUT/e2e-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2e-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2e-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2e-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2e-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2e-$i.json" 0 latency p99_ms) ms; writes over 25 ms: $(( $(slow_writes) - before ))"
     drop_topic e2e-$i
 done
 echo "== e2e as above, steady state: the first 2 s of a $((DURATION_S + 2)) s run left out of the latencies (--warmup-s 2)"
 for i in $(seq "$RUNS"); do
+    before=$(slow_writes)
     "$PERF" e2e --bootstrap-server "$BOOT" --topic e2w-$i --record-size 100 --partitions 8 --acks 1 \
         --rate "$HALF" --duration-s "$((DURATION_S + 2))" --warmup-s 2 --no-sink-check --json "$OUT/e2w-$i.json" --hgrm "$OUT/e2w-$i.hgrm" --quiet >/dev/null
-    echo "e2e steady run $i: $(field "$OUT/e2w-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2w-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2w-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2w-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2w-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2w-$i.json" 0 latency p99_ms) ms"
+    echo "e2e steady run $i: $(field "$OUT/e2w-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2w-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2w-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2w-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2w-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2w-$i.json" 0 latency p99_ms) ms; writes over 25 ms: $(( $(slow_writes) - before ))"
     drop_topic e2w-$i
 done
 
@@ -172,9 +188,10 @@ echo "== e2e as above in a steady state with retention: 64 MiB segments, log.ret
 start_broker --override log.segment.bytes=67108864 --override log.retention.bytes=134217728 \
     --override log.retention.check.interval.ms=500
 for i in $(seq "$RUNS"); do
+    before=$(slow_writes)
     "$PERF" e2e --bootstrap-server "$BOOT" --topic e2r-$i --record-size 100 --partitions 8 --acks 1 \
         --rate "$HALF" --duration-s 16 --warmup-s 8 --no-sink-check --json "$OUT/e2r-$i.json" --hgrm "$OUT/e2r-$i.hgrm" --quiet >/dev/null
-    echo "e2e retention run $i: $(field "$OUT/e2r-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2r-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2r-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2r-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2r-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2r-$i.json" 0 latency p99_ms) ms"
+    echo "e2e retention run $i: $(field "$OUT/e2r-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2r-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2r-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2r-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2r-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2r-$i.json" 0 latency p99_ms) ms; writes over 25 ms: $(( $(slow_writes) - before ))"
     drop_topic e2r-$i
 done
 
