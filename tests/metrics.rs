@@ -52,13 +52,18 @@ fn scrape(addr: SocketAddr) -> Result<String> {
     Ok(body)
 }
 
+/// A broker in `dir` with its metrics endpoint on a free port; returns the endpoint's
+/// address too.
+fn start_with_metrics(dir: &std::path::Path) -> Result<(Broker, SocketAddr)> {
+    let listener = format!("127.0.0.1:{}", free_port()?);
+    let broker = Broker::start(dir, &[("metrics.listener", &listener)])?;
+    Ok((broker, listener.parse()?))
+}
+
 #[test]
 fn metrics_endpoint_counts_requests_bytes_and_log_sizes() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let listener = format!("127.0.0.1:{port}");
-    let broker = Broker::start(dir.path(), &[("metrics.listener", &listener)])?;
-    let metrics_addr: SocketAddr = listener.parse()?;
+    let (broker, metrics_addr) = start_with_metrics(dir.path())?;
 
     let (status, _) = http_get(metrics_addr, "/nothing")?;
     ensure!(status.contains("404"), "unexpected status {status}");
@@ -187,10 +192,7 @@ fn metrics_endpoint_counts_requests_bytes_and_log_sizes() -> Result<()> {
 #[test]
 fn connections_are_placed_on_the_shards_in_turn() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let listener = format!("127.0.0.1:{port}");
-    let broker = Broker::start(dir.path(), &[("metrics.listener", &listener)])?;
-    let metrics_addr: SocketAddr = listener.parse()?;
+    let (broker, metrics_addr) = start_with_metrics(dir.path())?;
     let mut clients = Vec::new();
     for opened in 1..=10 {
         // Each answers its ApiVersions, so it is being served by then.

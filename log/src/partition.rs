@@ -1190,11 +1190,10 @@ impl PartitionLog {
     /// Runs `work` beside the writer, counted in [`Inner::background`]; a failure
     /// takes the log offline as a failed write does.
     fn in_background(&self, work: impl Future<Output = Result<(), LogError>> + 'static) {
-        self.inner.borrow_mut().background += 1;
         let Some(log) = self.self_ref.upgrade() else {
-            self.inner.borrow_mut().background -= 1;
             return;
         };
+        self.inner.borrow_mut().background += 1;
         sluice_rt::exec::spawn_detached(async move {
             let result = work.await;
             {
@@ -1211,13 +1210,20 @@ impl PartitionLog {
 
     /// Waits until no background roll work is left (see [`Inner::background`]).
     async fn wait_background(&self) -> Result<(), LogError> {
+        self.wait_until(|inner| inner.background == 0).await
+    }
+
+    /// Waits until `done` holds of the log's state, re-checked at every `io_event`
+    /// (a writer job or background work done, maintenance over); fails if the log
+    /// goes offline first.
+    async fn wait_until(&self, done: impl Fn(&Inner) -> bool) -> Result<(), LogError> {
         loop {
             let listener = {
                 let inner = self.inner.borrow();
                 if let Some(reason) = &inner.failed {
                     return Err(LogError::Offline(reason.clone()));
                 }
-                if inner.background == 0 {
+                if done(&inner) {
                     return Ok(());
                 }
                 self.io_event.listen()
@@ -1365,19 +1371,9 @@ impl PartitionLog {
     async fn pause_writer(&self) -> Result<MaintenanceGuard<'_>, LogError> {
         let guard = self.maintenance().await?;
         self.inner.borrow_mut().writer_blocked = true;
-        loop {
-            let listener = {
-                let inner = self.inner.borrow();
-                if let Some(reason) = &inner.failed {
-                    return Err(LogError::Offline(reason.clone()));
-                }
-                if !inner.writer_running && inner.background == 0 {
-                    return Ok(guard);
-                }
-                self.io_event.listen()
-            };
-            listener.await;
-        }
+        self.wait_until(|inner| !inner.writer_running && inner.background == 0)
+            .await?;
+        Ok(guard)
     }
 
     /// Takes the maintenance flag (one maintenance operation at a time).

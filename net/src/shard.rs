@@ -18,6 +18,7 @@ use sluice_coordination::{
 use sluice_core::config::BrokerConfig;
 use sluice_core::ids::{owner_shard, ShardId, TopicPartition};
 use sluice_log::PartitionLog;
+use sluice_rt::net::AcceptedTcpStream;
 use sluice_rt::sync::{oneshot, Notify, Receiver, Sender};
 
 use crate::fetcher::{Fetchers, FollowedPartition};
@@ -59,7 +60,7 @@ pub struct Shard {
     fetchers: Rc<Fetchers>,
     /// Where connections another shard accepted and placed here go (the accept
     /// loop's queue); unset until the shard listens, closed when it stops.
-    connection_inbox: RefCell<Option<sluice_rt::sync::Sender<sluice_rt::net::AcceptedTcpStream>>>,
+    connection_inbox: RefCell<Option<Sender<AcceptedTcpStream>>>,
 }
 
 impl Shard {
@@ -92,16 +93,13 @@ impl Shard {
     }
 
     /// Sets where [`place_connection`](Self::place_connection) puts connections.
-    pub fn set_connection_inbox(
-        &self,
-        inbox: sluice_rt::sync::Sender<sluice_rt::net::AcceptedTcpStream>,
-    ) {
+    pub fn set_connection_inbox(&self, inbox: Sender<AcceptedTcpStream>) {
         *self.connection_inbox.borrow_mut() = Some(inbox);
     }
 
     /// Takes a connection another shard accepted, for this shard's accept loop to
     /// serve; false (and the connection closed) if this shard no longer accepts.
-    pub fn place_connection(&self, accepted: sluice_rt::net::AcceptedTcpStream) -> bool {
+    pub fn place_connection(&self, accepted: AcceptedTcpStream) -> bool {
         self.connection_inbox
             .borrow()
             .as_ref()

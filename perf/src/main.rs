@@ -587,7 +587,6 @@ fn join_consumers(consumers: Vec<thread::JoinHandle<Result<()>>>) -> Result<()> 
     result
 }
 
-/// Sets `stop` after `after` on a helper thread (the run may end sooner).
 /// When `stats` has counted `target` records, polled every half millisecond for up to
 /// `limit`; `None` if it has not by then.
 fn when_counted(stats: &Stats, target: u64, limit: Duration) -> Option<Instant> {
@@ -604,6 +603,7 @@ fn when_counted(stats: &Stats, target: u64, limit: Duration) -> Option<Instant> 
     }
 }
 
+/// Sets `stop` after `after` on a helper thread (the run may end sooner).
 fn stop_after(stop: &Arc<AtomicBool>, after: Duration) {
     let stop = stop.clone();
     thread::spawn(move || {

@@ -1842,19 +1842,18 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Sluice patch (see vendor/README.md): a timer still armed in the kernel is
-        // kept rather than cancelled and armed again on every call, which made two
-        // thirds of all submissions timeouts and their cancellations. The latency
-        // timer is kept while it expires no later than the one this call would arm
-        // (the preempt period when running; the user timer, or none at all, before
-        // sleeping): it then only fires early, which costs one spurious preemption or
-        // wake-up, never a late one. The throughput timer counts completions from
-        // when it was armed, so a kept one fires after `ring_depth` completions
-        // however many calls they span, instead of never under steady load.
+        // Sluice patches (see vendor/README.md). A sleep ends after `max_sleep` at
+        // the latest, so a wake-up the linked rings miss delays the executor by that
+        // much and no more. A timer still armed in the kernel is kept rather than
+        // cancelled and armed again on every call, which made two thirds of all
+        // submissions timeouts and their cancellations. The latency timer is kept
+        // while it expires no later than the one this call would arm (the preempt
+        // period when running, the sleep timer before sleeping): it then only fires
+        // early, which costs one spurious preemption or wake-up, never a late one.
+        // The throughput timer counts completions from when it was armed, so a kept
+        // one fires after `ring_depth` completions however many calls they span,
+        // instead of never under steady load.
         let now = Instant::now();
-        // Sluice patch (see vendor/README.md): a sleep ends after `max_sleep` at the
-        // latest, so a wake-up the linked rings miss delays the executor by that much
-        // and no more.
         if woke > 0 {
             self.last_event.set(now);
         }
@@ -1863,14 +1862,13 @@ impl Reactor {
         } else {
             MAX_SLEEP_IDLE
         };
-        let user_timer = Some(user_timer.map_or(max_sleep, |t| t.min(max_sleep)));
-        let wanted = preempt_timer().or(user_timer);
+        let sleep_timer = user_timer.map_or(max_sleep, |t| t.min(max_sleep));
+        let wanted = preempt_timer().unwrap_or(sleep_timer);
         let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
-            && match (self.latency_preemption_deadline.get(), wanted) {
-                (Some(deadline), Some(wanted)) => deadline <= now + wanted,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
+            && self
+                .latency_preemption_deadline
+                .get()
+                .is_some_and(|deadline| deadline <= now + wanted);
         if !keep_latency_timer {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_preemption_deadline.set(None);
@@ -1904,10 +1902,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let (Some(dur), false) = (user_timer, keep_latency_timer) {
+            if !keep_latency_timer {
                 self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_preemption_deadline.set(Some(now + dur));
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(sleep_timer)));
+                self.latency_preemption_deadline.set(Some(now + sleep_timer));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
