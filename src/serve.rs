@@ -24,7 +24,39 @@ type ShardInbox = (Receiver<Job>, Receiver<SnapshotUpdate>);
 /// Jobs one shard may have queued for another before the sender waits.
 const MESH_QUEUE_DEPTH: usize = 1024;
 
+/// Tells glibc's allocator to keep the memory it has instead of handing it back.
+///
+/// By default, glibc serves every allocation over its (dynamic) mmap threshold with its
+/// own `mmap` and returns free memory at the top of a heap, growing it again later with
+/// `mprotect`. A produce request is a ~130 KiB allocation, so at half the 100 B peak the
+/// broker made ~60 `munmap`/`mprotect` calls and ~6000 page faults a second. Each of
+/// those calls takes the address space's lock for writing, which waits for every page
+/// fault in flight on the other shards, and shoots down the other cores' TLBs with
+/// interrupts (on a VM, exits on both ends); a shard was caught blocked there while its
+/// requests waited. With the heap kept, the calls and refaults stop: the broker keeps
+/// what it used at its peak, as a JVM keeps its heap (BENCHMARKS.md, "Allocator").
+fn keep_heap_memory() {
+    // glibc's largest mmap threshold (HEAP_MAX_SIZE / 2 on 64-bit); setting it also
+    // turns off the threshold's dynamic adjustment.
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD: libc::c_int = libc::c_int::MAX;
+    // A new per-thread heap is made readable and writable whole (64 MiB), so it never
+    // grows by `mprotect`; untouched pages cost nothing.
+    const TOP_PAD: libc::c_int = 64 << 20;
+    for (param, value, name) in [
+        (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD, "M_MMAP_THRESHOLD"),
+        (libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD, "M_TRIM_THRESHOLD"),
+        (libc::M_TOP_PAD, TOP_PAD, "M_TOP_PAD"),
+    ] {
+        // SAFETY: mallopt only sets allocator parameters; no thread allocates yet.
+        if unsafe { libc::mallopt(param, value) } != 1 {
+            tracing::warn!("mallopt({name}) failed; the allocator returns memory to the system");
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    keep_heap_memory();
     let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &args.overrides)?;
     for warning in &warnings {
         tracing::warn!("{warning}");
