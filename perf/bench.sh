@@ -64,18 +64,34 @@ v = r[sys.argv[3]] if len(sys.argv) < 5 else (r["latency"] or {}).get(sys.argv[4
 print(f"{v:.3f}" if isinstance(v, float) else v)
 EOF
 }
-# Segment writes over 25 ms so far (all shards), from the broker's write-latency
-# histogram: printed before and after each e2e run, so a stall can be told apart as
-# the device's (slow writes) or not.
-slow_writes() {
+# Segment writes slower than LIMIT seconds (a histogram bound: 0.005, 0.025) so far,
+# all shards, from the broker's write-latency histogram: taken before and after each
+# e2e run, so a stall can be told apart as the device's (slow writes) or not.
+slow_writes() { # slow_writes LIMIT
     curl -s "http://$METRICS/metrics" | python3 -c '
 import re, sys
 total = over = 0.0
 for line in sys.stdin:
     m = re.match(r"sluice_log_write_latency_seconds_bucket\{.*le=\"([^\"]+)\"\} (\S+)", line)
     if m and m.group(1) == "+Inf": total += float(m.group(2))
-    if m and m.group(1) == "0.025": over -= float(m.group(2))
-print(int(total + over))'
+    if m and m.group(1) == sys.argv[1]: over -= float(m.group(2))
+print(int(total + over))' "$1"
+}
+# One e2e run at the half-peak rate, with the machine's own hiccups measured beside it
+# (`sluice-perf hiccup`: how late a thread sleeping 1 ms at a time wakes, the floor
+# under any latency on this machine at that moment) and the device's slow writes.
+e2e_run() { # e2e_run LABEL NAME DURATION_S WARMUP_S
+    local label=$1 name=$2 duration=$3 warmup=$4 w5 w25
+    w5=$(slow_writes 0.005)
+    w25=$(slow_writes 0.025)
+    "$PERF" hiccup --duration-s "$duration" --json "$OUT/$name-hiccup.json" --quiet >/dev/null &
+    local hiccup=$!
+    "$PERF" e2e --bootstrap-server "$BOOT" --topic "$name" --record-size 100 --partitions 8 --acks 1 \
+        --rate "$HALF" --duration-s "$duration" --warmup-s "$warmup" --no-sink-check \
+        --json "$OUT/$name.json" --hgrm "$OUT/$name.hgrm" --quiet >/dev/null
+    wait "$hiccup"
+    echo "$label: $(field "$OUT/$name.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/$name.json" 1 latency p50_ms) p99 $(field "$OUT/$name.json" 1 latency p99_ms) p99.9 $(field "$OUT/$name.json" 1 latency p99.9_ms) max $(field "$OUT/$name.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/$name.json" 0 latency p99_ms) ms; machine hiccups p99 $(field "$OUT/$name-hiccup.json" 0 latency p99_ms) p99.9 $(field "$OUT/$name-hiccup.json" 0 latency p99.9_ms) max $(field "$OUT/$name-hiccup.json" 0 latency max_ms) ms; segment writes over 5 ms: $(( $(slow_writes 0.005) - w5 )), over 25 ms: $(( $(slow_writes 0.025) - w25 ))"
+    drop_topic "$name"
 }
 ceiling() {
     python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["tool_ceiling"]; print("%.0f rec/s" % c["records_per_s"] if c else "-")' "$1"
@@ -106,6 +122,8 @@ iperf_ref() {
 echo "== references"
 fio_ref
 iperf_ref
+"$PERF" hiccup --duration-s 10 --json "$OUT/hiccup-idle.json" --quiet >/dev/null
+echo "machine hiccups, idle (sluice-perf hiccup, 10 s): p99 $(field "$OUT/hiccup-idle.json" 0 latency p99_ms) p99.9 $(field "$OUT/hiccup-idle.json" 0 latency p99.9_ms) max $(field "$OUT/hiccup-idle.json" 0 latency max_ms) ms"
 
 echo "== sink ceiling (100 B records, 8 partitions, 1 connection, 5 in flight)"
 for i in $(seq "$RUNS"); do
@@ -169,30 +187,18 @@ PEAK=$(python3 -c 'import json,sys,statistics; print(statistics.median(json.load
 HALF=$(python3 -c "print(int($PEAK / 2))")
 echo "== e2e 100 B at half the produce peak: --rate $HALF"
 for i in $(seq "$RUNS"); do
-    before=$(slow_writes)
-    "$PERF" e2e --bootstrap-server "$BOOT" --topic e2e-$i --record-size 100 --partitions 8 --acks 1 \
-        --rate "$HALF" --duration-s "$DURATION_S" --no-sink-check --json "$OUT/e2e-$i.json" --hgrm "$OUT/e2e-$i.hgrm" --quiet >/dev/null
-    echo "e2e run $i: $(field "$OUT/e2e-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2e-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2e-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2e-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2e-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2e-$i.json" 0 latency p99_ms) ms; writes over 25 ms: $(( $(slow_writes) - before ))"
-    drop_topic e2e-$i
+    e2e_run "e2e run $i" "e2e-$i" "$DURATION_S" 0
 done
 echo "== e2e as above, steady state: the first 2 s of a $((DURATION_S + 2)) s run left out of the latencies (--warmup-s 2)"
 for i in $(seq "$RUNS"); do
-    before=$(slow_writes)
-    "$PERF" e2e --bootstrap-server "$BOOT" --topic e2w-$i --record-size 100 --partitions 8 --acks 1 \
-        --rate "$HALF" --duration-s "$((DURATION_S + 2))" --warmup-s 2 --no-sink-check --json "$OUT/e2w-$i.json" --hgrm "$OUT/e2w-$i.hgrm" --quiet >/dev/null
-    echo "e2e steady run $i: $(field "$OUT/e2w-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2w-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2w-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2w-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2w-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2w-$i.json" 0 latency p99_ms) ms; writes over 25 ms: $(( $(slow_writes) - before ))"
-    drop_topic e2w-$i
+    e2e_run "e2e steady run $i" "e2w-$i" "$((DURATION_S + 2))" 2
 done
 
 echo "== e2e as above in a steady state with retention: 64 MiB segments, log.retention.bytes 128 MiB, retention checked every 500 ms; 16 s runs, the first 8 s left out (by then every partition has rolled and retention has run, so new segments are written over deleted ones)"
 start_broker --override log.segment.bytes=67108864 --override log.retention.bytes=134217728 \
     --override log.retention.check.interval.ms=500
 for i in $(seq "$RUNS"); do
-    before=$(slow_writes)
-    "$PERF" e2e --bootstrap-server "$BOOT" --topic e2r-$i --record-size 100 --partitions 8 --acks 1 \
-        --rate "$HALF" --duration-s 16 --warmup-s 8 --no-sink-check --json "$OUT/e2r-$i.json" --hgrm "$OUT/e2r-$i.hgrm" --quiet >/dev/null
-    echo "e2e retention run $i: $(field "$OUT/e2r-$i.json" 1 records_per_s) rec/s; produce-to-consume p50 $(field "$OUT/e2r-$i.json" 1 latency p50_ms) p99 $(field "$OUT/e2r-$i.json" 1 latency p99_ms) p99.9 $(field "$OUT/e2r-$i.json" 1 latency p99.9_ms) max $(field "$OUT/e2r-$i.json" 1 latency max_ms) ms; ack p99 $(field "$OUT/e2r-$i.json" 0 latency p99_ms) ms; writes over 25 ms: $(( $(slow_writes) - before ))"
-    drop_topic e2r-$i
+    e2e_run "e2e retention run $i" "e2r-$i" 16 8
 done
 
 start_broker --override log.flush.interval.messages=1

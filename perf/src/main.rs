@@ -7,6 +7,8 @@
 //!   intended send time and the consumer records produce-to-consume latency.
 //! - `sink`: produce into a built-in discard server ([`sink`]): the tool's own ceiling,
 //!   which `produce` and `e2e` also measure first and print beside their results.
+//! - `hiccup`: how late a thread that sleeps 1 ms at a time wakes ([`hiccup`]): the
+//!   machine's own stalls, the reference a latency figure is read against.
 //!
 //! With `--rate` every record has an intended send time on a fixed schedule and latency
 //! is measured from it (no coordinated omission). A progress line goes to stderr every
@@ -17,6 +19,7 @@
 
 mod client;
 mod consume;
+mod hiccup;
 mod produce;
 mod sink;
 mod stats;
@@ -54,6 +57,28 @@ enum Command {
     E2e(PerfArgs),
     /// Produce into a built-in discard server: the tool's own ceiling.
     Sink(PerfArgs),
+    /// How late a thread that sleeps a fixed interval wakes: the machine's own stalls,
+    /// to run beside a benchmark (no broker needed).
+    Hiccup(HiccupArgs),
+}
+
+#[derive(Args, Clone)]
+struct HiccupArgs {
+    /// Run for this long, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration_s: f64,
+    /// Sleep interval, microseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_us: u64,
+    /// Write the lateness percentile distribution (HdrHistogram .hgrm text) here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Write a JSON summary here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args, Clone)]
@@ -174,7 +199,49 @@ fn main() -> Result<()> {
             summary.print();
             write_outputs(&args, &[&summary], None)
         }
+        Command::Hiccup(args) => run_hiccup(&args),
     }
+}
+
+fn run_hiccup(args: &HiccupArgs) -> Result<()> {
+    ensure!(
+        args.duration_s > 0.0 && args.duration_s.is_finite(),
+        "--duration-s must be positive"
+    );
+    ensure!(args.interval_us >= 1, "--interval-us must be at least 1");
+    let stats = Stats::new("hiccup");
+    let progress = Progress::start(vec![stats.clone()], args.quiet);
+    let clock = Clock::new();
+    let start = Instant::now();
+    hiccup::tight_timer_slack();
+    let end_ns = clock.now_ns() + (args.duration_s * 1e9) as u64;
+    hiccup::run(clock, args.interval_us * 1000, end_ns, &stats);
+    progress.stop();
+    let summary = Summary::of(&stats, start.elapsed());
+    let h = &summary.latency_us;
+    let mut line = format!(
+        "hiccup: {} wake-ups due every {} µs in {:.2} s; lateness ms:",
+        summary.records,
+        args.interval_us,
+        summary.elapsed.as_secs_f64()
+    );
+    for (label, p) in Summary::PERCENTILES {
+        line += &format!(" {label} {:.3}", h.value_at_percentile(p) as f64 / 1000.0);
+    }
+    println!("{line} max {:.3}", h.max() as f64 / 1000.0);
+    if let Some(path) = &args.hgrm {
+        stats::write_file(path, &stats::hgrm(&summary.latency_us))?;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "tool": "sluice-perf",
+            "version": env!("CARGO_PKG_VERSION"),
+            "settings": { "interval_us": args.interval_us, "duration_s": args.duration_s },
+            "results": [summary.to_json()],
+        });
+        stats::write_file(path, &(serde_json::to_string_pretty(&json)? + "\n"))?;
+    }
+    Ok(())
 }
 
 fn validate(args: &PerfArgs) -> Result<()> {
