@@ -12,6 +12,12 @@ pub use glommio::{ExecutorJoinHandle as ShardHandle, Task};
 /// buffers when registration fails, so this only has to fit, not to be large.
 pub const DEFAULT_IO_MEMORY_BYTES: usize = 512 * 1024;
 
+/// The longest a shard runs tasks before it looks at its rings again (glommio's
+/// preempt timer, Seastar's task quota). glommio's default is 100 ms: while a
+/// shard's tasks keep one another runnable, its network and disk completions and
+/// other shards' jobs would wait that long. Seastar polls every 0.5 ms.
+pub const TASK_QUOTA: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Starts `count` shards, each running `main(shard_id)` on its own thread and executor,
 /// pinned to core `shard_id % cores` when `pin` is set. Returns the threads' handles;
 /// each thread ends when its `main` future completes.
@@ -37,6 +43,7 @@ where
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{shard}"))
             .io_memory(io_memory_bytes)
+            .preempt_timer(TASK_QUOTA)
             .spawn(move || main(shard))
             .map_err(|e| io::Error::other(format!("cannot start shard {shard}: {e}")))?;
         handles.push(handle);

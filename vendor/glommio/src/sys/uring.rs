@@ -1043,68 +1043,6 @@ impl SleepableRing {
             false
         }
     }
-
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
-        if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
-            let op = UringDescriptor {
-                fd: link.raw(),
-                flags: SubmissionFlags::empty(),
-                user_data: to_user_data(
-                    self.source_map
-                        .borrow_mut()
-                        .add_source(link, self.submission_queue.clone()),
-                ),
-                args: UringOpDescriptor::PollAdd(common_flags() | read_flags()),
-            };
-            fill_sqe(
-                &mut sqe,
-                &op,
-                DmaBuffer::new,
-                &mut self.source_map.borrow_mut(),
-            );
-
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
-            }
-        } else {
-            // Can't link rings because we ran out of `CQE`s. Just can't sleep.
-            // Submit what we have, once we're out of here we'll consume them
-            // and at some point will be able to sleep again.
-            self.submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)
-        }
-    }
 }
 
 impl UringCommon for SleepableRing {
@@ -1216,16 +1154,20 @@ impl UringCommon for SleepableRing {
 }
 
 /// Sluice patch: the longest an executor sleeps before it looks at its rings and
-/// queues again. Sleeping on the main ring with the latency ring linked to it (a poll
-/// on the latency ring's fd) sometimes misses what should end the sleep: measured on
-/// kernel 6.18, a shard slept 98 ms with its segment writes completed and jobs from
-/// another shard queued, and woke only at its next timer (upstream glommio saw hangs
-/// with the linked rings too, DataDog/glommio#552). Waking at least this often bounds
-/// such a miss: `MAX_SLEEP_BUSY` while the executor had events within `BUSY_WINDOW`
-/// (a miss then delays requests in flight), `MAX_SLEEP_IDLE` otherwise (100 wake-ups
-/// a second of an idle executor, against 1000 with the short bound).
-const MAX_SLEEP_BUSY: Duration = Duration::from_millis(1);
-const MAX_SLEEP_IDLE: Duration = Duration::from_millis(10);
+/// queues again, a backstop against a wake-up the kernel fails to deliver. glommio's
+/// own sleep (in `io_uring_enter` on the main ring, the latency ring linked to it by
+/// a poll on its fd) missed wake-ups on kernel 6.18: a shard slept 98 ms with its
+/// segment writes completed and another shard's jobs queued, and woke only at its
+/// next timer. That needed bounds of 1 ms while busy and 10 ms while idle (100
+/// wake-ups a second per idle executor). The eventfd sleep (`Reactor::sleep`) missed
+/// none in e2e runs with a 1 s bound, so the backstop can be long.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// Sluice patch: an executor that found no event for this long is idle. A parking
+/// executor keeps an armed preempt timer while busy (it ends the sleep early, at
+/// most one spurious wake-up per preempt period, cheaper than cancelling it on every
+/// park and arming it on every wake-up) and cancels it when idle, so that an idle
+/// executor sleeps up to `MAX_SLEEP` instead of waking every preempt period.
 const BUSY_WINDOW: Duration = Duration::from_millis(100);
 
 /// Sluice patch: whether the timer in `slot` is still armed (submitted or about to
@@ -1246,11 +1188,14 @@ pub(crate) struct Reactor {
     latency_preemption_timeout_src: Cell<Option<Source>>,
     /// Sluice patch: when the armed latency-ring timer expires.
     latency_preemption_deadline: Cell<Option<Instant>>,
-    /// Sluice patch: when `wait` last found events (woken tasks); see `MAX_SLEEP_BUSY`.
-    last_event: Cell<Instant>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    /// Sluice patch: when `wait` last found events (woken tasks); see `BUSY_WINDOW`.
+    last_event: Cell<Instant>,
 
-    link_fd: RawFd,
+    /// Sluice patch: the eventfd the kernel signals whenever it posts a completion
+    /// to the main or the latency ring (`IORING_REGISTER_EVENTFD`); the executor
+    /// sleeps polling it (`Reactor::sleep`).
+    ring_eventfd: std::fs::File,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1360,7 +1305,19 @@ impl Reactor {
             },
         }
 
-        let link_fd = latency_ring.ring_fd();
+        // Sluice patch: see `Reactor::sleep`.
+        let ring_eventfd = {
+            // SAFETY: plain system call; the descriptor is owned by the `File` below.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error().into());
+            }
+            // SAFETY: `fd` was just created and is owned by nothing else.
+            unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(fd) }
+        };
+        let ring_eventfd_fd = std::os::unix::io::AsRawFd::as_raw_fd(&ring_eventfd);
+        main_ring.registrar().register_eventfd(ring_eventfd_fd)?;
+        latency_ring.registrar().register_eventfd(ring_eventfd_fd)?;
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1380,10 +1337,10 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_deadline: Cell::new(None),
-            last_event: Cell::new(Instant::now()),
             throughput_preemption_timeout_src: Cell::new(None),
+            last_event: Cell::new(Instant::now()),
             blocking_thread,
-            link_fd,
+            ring_eventfd,
             notifier,
             eventfd_src,
             source_map,
@@ -1746,22 +1703,75 @@ impl Reactor {
         }
     }
 
-    /// We want to go to sleep, but we can only go to sleep in one of the rings,
-    /// as we only have one thread. There are more than one sleepable rings, so
-    /// what we do is we take advantage of the fact that the ring's `ring_fd` is
-    /// pollable and register a `POLL_ADD` event into the ring we will wait on.
+    /// Sluice patch: sleeps until the kernel posts a completion to the main or the
+    /// latency ring, another thread writes this executor's notifier eventfd, or
+    /// `timeout` passes, whichever comes first.
     ///
-    /// We may not be able to register an `SQE` at this point, so we return an
-    /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+    /// Stock glommio sleeps in `io_uring_enter` on the main ring with a poll on the
+    /// latency ring's fd submitted into it, and that sleep missed wake-ups on kernel
+    /// 6.18 (see `MAX_SLEEP`). Here both rings signal one eventfd on every
+    /// completion they post, and the executor sleeps in `ppoll` on it (as proposed
+    /// upstream in DataDog/glommio#552). No wake-up can be lost: the eventfd is
+    /// drained before the rings are checked, and the kernel publishes a ring's tail
+    /// before it signals the eventfd under the eventfd's lock, which the drain takes
+    /// too; so a completion is either seen by the check or leaves the eventfd
+    /// readable for `ppoll`. A completion the kernel posts through task work on this
+    /// thread (timers, network receives, the notifier's read) interrupts `ppoll`,
+    /// runs on the way out of it, and signals the eventfd before `ppoll` restarts.
+    /// The caller has submitted everything (`can_sleep`) and consumed the rings.
+    fn sleep(&self, main_ring: &SleepableRing, lat_ring: &SleepableRing, timeout: Duration) {
+        let ring_eventfd = std::os::unix::io::AsRawFd::as_raw_fd(&self.ring_eventfd);
+        let mut count = 0u64;
+        // SAFETY: an 8-byte read into a u64; EAGAIN (nothing signalled) is fine.
+        unsafe { libc::read(ring_eventfd, (&mut count as *mut u64).cast(), 8) };
+        if main_ring.waiting_kernel_collection() > 0 || lat_ring.waiting_kernel_collection() > 0
+        {
+            return;
+        }
+        // Completions that did not fit a full completion queue wait in the kernel's
+        // overflow list until an `io_uring_enter` with GETEVENTS moves them over (the
+        // stock sleep was one); they signal nothing, so flush them instead of sleeping.
+        for ring in [main_ring, lat_ring] {
+            // SAFETY: `kflags` points into the ring's shared mapping, live with it.
+            let flags = unsafe { std::ptr::read_volatile(ring.ring.raw().sq.kflags) };
+            if flags & crate::uring_sys::IORING_SQ_CQ_OVERFLOW != 0 {
+                // SAFETY: plain system call on the ring's own fd.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_io_uring_enter,
+                        ring.ring_fd(),
+                        0,
+                        0,
+                        crate::uring_sys::IORING_ENTER_GETEVENTS,
+                        std::ptr::null::<libc::c_void>(),
+                        0,
+                    )
+                };
+                return;
+            }
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: ring_eventfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            // The notifier's writes also end the sleep through the latency ring's
+            // read of it; polling it directly does not depend on that read's task
+            // work.
+            libc::pollfd {
+                fd: self.notifier.eventfd_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `fds` and `ts` outlive the call. EINTR means task work ran: the
+        // caller consumes the rings next either way.
+        unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1842,9 +1852,8 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Sluice patches (see vendor/README.md). A sleep ends after `max_sleep` at
-        // the latest, so a wake-up the linked rings miss delays the executor by that
-        // much and no more. A timer still armed in the kernel is kept rather than
+        // Sluice patches (see vendor/README.md). A sleep ends after `MAX_SLEEP` at
+        // the latest (a backstop). A timer still armed in the kernel is kept rather than
         // cancelled and armed again on every call, which made two thirds of all
         // submissions timeouts and their cancellations. The latency timer is kept
         // while it expires no later than the one this call would arm (the preempt
@@ -1857,18 +1866,15 @@ impl Reactor {
         if woke > 0 {
             self.last_event.set(now);
         }
-        let max_sleep = if now.duration_since(self.last_event.get()) < BUSY_WINDOW {
-            MAX_SLEEP_BUSY
-        } else {
-            MAX_SLEEP_IDLE
-        };
-        let sleep_timer = user_timer.map_or(max_sleep, |t| t.min(max_sleep));
+        let idle = now.duration_since(self.last_event.get()) >= BUSY_WINDOW;
+        let sleep_timer = user_timer.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP));
         let wanted = preempt_timer().unwrap_or(sleep_timer);
         let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
             && self
                 .latency_preemption_deadline
                 .get()
-                .is_some_and(|deadline| deadline <= now + wanted);
+                .is_some_and(|deadline| deadline <= now + wanted)
+            && !(preempt_timer().is_none() && idle);
         if !keep_latency_timer {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_preemption_deadline.set(None);
@@ -1900,14 +1906,9 @@ impl Reactor {
             && lat_ring.can_sleep();
 
         if should_sleep {
-            // We are about to go to sleep. It's ok to sleep, but if there
-            // is a timer set, we need to make sure we wake up to handle it.
-            if !keep_latency_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(sleep_timer)));
-                self.latency_preemption_deadline.set(Some(now + sleep_timer));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // We are about to go to sleep. Sluice patch: the sleep itself ends at
+            // `sleep_timer` (the next user timer, bounded by `MAX_SLEEP`), so no
+            // latency-ring timer is armed for it; a kept one only ends it earlier.
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1920,11 +1921,7 @@ impl Reactor {
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
-                    // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    flush_rings!(lat_ring, poll_ring, main_ring)?;
+                    self.sleep(&main_ring, &lat_ring, sleep_timer);
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                 }
                 // Woke up, so no need to notify us anymore.
