@@ -1325,6 +1325,10 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
+                // Sluice patch: a preemption pending on entry left runnable tasks
+                // queued; report them, or the executor parks and sleeps with them
+                // queued until an unrelated event (or the sleep's bound) wakes it.
+                ran |= !self.queues.borrow().active_executors.is_empty();
                 break;
             }
             if !self.run_one_task_queue() {
