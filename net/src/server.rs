@@ -93,11 +93,16 @@ pub async fn run_shard(ctx: ShardContext) {
     // Connections other shards accepted and placed here.
     let (placed_tx, placed_rx) = unbounded::<AcceptedTcpStream>();
     shard.set_connection_inbox(placed_tx);
+    // One accept stays in flight across the loop's turns: dropping it when a placed
+    // connection or shutdown wins the race would cancel an accept the kernel may
+    // already have completed, and that connection would be lost with its client
+    // waiting on it.
+    let mut accept = Box::pin(listener.shared_accept());
     loop {
         let next = future::or(
             async {
                 Some(Incoming::Accepted(
-                    listener.shared_accept().await.map_err(std::io::Error::from),
+                    accept.as_mut().await.map_err(std::io::Error::from),
                 ))
             },
             future::or(
@@ -109,6 +114,9 @@ pub async fn run_shard(ctx: ShardContext) {
             ),
         )
         .await;
+        if matches!(next, Some(Incoming::Accepted(_))) {
+            accept.set(listener.shared_accept());
+        }
         let accepted = match next {
             None => break,
             Some(Incoming::Placed(accepted)) => accepted,
@@ -160,6 +168,7 @@ pub async fn run_shard(ctx: ShardContext) {
     // Shutdown: stop accepting, let connections finish what they have in flight, then
     // flush and close every log (writing indexes, producer state and checkpoints).
     shard.begin_shutdown();
+    drop(accept);
     drop(listener);
     // A connection another shard places here from now on is closed, not left waiting.
     drop(placed_rx);
