@@ -1158,9 +1158,11 @@ impl UringCommon for SleepableRing {
 /// own sleep (in `io_uring_enter` on the main ring, the latency ring linked to it by
 /// a poll on its fd) missed wake-ups on kernel 6.18: a shard slept 98 ms with its
 /// segment writes completed and another shard's jobs queued, and woke only at its
-/// next timer. That needed bounds of 1 ms while busy and 10 ms while idle (100
-/// wake-ups a second per idle executor). The eventfd sleep (`Reactor::sleep`) missed
-/// none in e2e runs with a 1 s bound, so the backstop can be long.
+/// next timer (perhaps the runnable tasks `run_task_queues` could leave queued
+/// before a park, fixed since). That needed bounds of 1 ms while busy and 10 ms
+/// while idle (100 wake-ups a second per idle executor). The eventfd sleep
+/// (`Reactor::sleep`) missed none in e2e runs with a 1 s bound, so the backstop can
+/// be long.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// Sluice patch: an executor that found no event for this long is idle. A parking
