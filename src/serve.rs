@@ -34,7 +34,8 @@ const MESH_QUEUE_DEPTH: usize = 1024;
 /// fault in flight on the other shards, and shoots down the other cores' TLBs with
 /// interrupts (on a VM, exits on both ends); a shard was caught blocked there while its
 /// requests waited. With the heap kept, the calls and refaults stop: the broker keeps
-/// what it used at its peak, as a JVM keeps its heap (BENCHMARKS.md, "Allocator").
+/// what it used at its peak, as a JVM keeps its heap (BENCHMARKS.md, "glibc keeps its
+/// memory").
 fn keep_heap_memory() {
     // glibc's largest mmap threshold (HEAP_MAX_SIZE / 2 on 64-bit); setting it also
     // turns off the threshold's dynamic adjustment.

@@ -229,19 +229,12 @@ fn run_hiccup(args: &HiccupArgs) -> Result<()> {
         line += &format!(" {label} {:.3}", h.value_at_percentile(p) as f64 / 1000.0);
     }
     println!("{line} max {:.3}", h.max() as f64 / 1000.0);
-    if let Some(path) = &args.hgrm {
-        stats::write_file(path, &stats::hgrm(&summary.latency_us))?;
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::json!({
-            "tool": "sluice-perf",
-            "version": env!("CARGO_PKG_VERSION"),
+    write_files(args.hgrm.as_ref(), args.json.as_ref(), &summary, || {
+        serde_json::json!({
             "settings": { "interval_us": args.interval_us, "duration_s": args.duration_s },
             "results": [summary.to_json()],
-        });
-        stats::write_file(path, &(serde_json::to_string_pretty(&json)? + "\n"))?;
-    }
-    Ok(())
+        })
+    })
 }
 
 fn validate(args: &PerfArgs) -> Result<()> {
@@ -683,13 +676,8 @@ fn stop_after(stop: &Arc<AtomicBool>, after: Duration) {
 /// acks of `produce`, produce-to-consume of `e2e`) and `--json` (all summaries).
 fn write_outputs(args: &PerfArgs, summaries: &[&Summary], ceiling: Option<&Summary>) -> Result<()> {
     let main = summaries.last().expect("at least one summary");
-    if let Some(path) = &args.hgrm {
-        stats::write_file(path, &stats::hgrm(&main.latency_us))?;
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::json!({
-            "tool": "sluice-perf",
-            "version": env!("CARGO_PKG_VERSION"),
+    write_files(args.hgrm.as_ref(), args.json.as_ref(), main, || {
+        serde_json::json!({
             "bootstrap_server": args.bootstrap_server,
             "topic": args.topic,
             "settings": {
@@ -708,9 +696,29 @@ fn write_outputs(args: &PerfArgs, summaries: &[&Summary], ceiling: Option<&Summa
             },
             "results": summaries.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
             "tool_ceiling": ceiling.map(|c| c.to_json()),
-        });
-        let text = serde_json::to_string_pretty(&json)? + "\n";
-        stats::write_file(path, &text)?;
+        })
+    })
+}
+
+/// Writes the `.hgrm` distribution of `main`'s latency to `hgrm`, and to `json` the
+/// object `fields` builds with the tool's name and version added.
+fn write_files(
+    hgrm: Option<&PathBuf>,
+    json: Option<&PathBuf>,
+    main: &Summary,
+    fields: impl FnOnce() -> serde_json::Value,
+) -> Result<()> {
+    if let Some(path) = hgrm {
+        stats::write_file(path, &stats::hgrm(&main.latency_us))?;
+    }
+    if let Some(path) = json {
+        let mut document = fields();
+        let object = document
+            .as_object_mut()
+            .expect("summary fields are an object");
+        object.insert("tool".into(), "sluice-perf".into());
+        object.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        stats::write_file(path, &(serde_json::to_string_pretty(&document)? + "\n"))?;
     }
     Ok(())
 }
