@@ -2456,6 +2456,9 @@ mod tests {
             let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
             let stored = append_n(&log, 40, 4, 4000).await; // ~160 KiB over 64 KiB segments
             assert!(log.segment_count() >= 3, "{}", log.segment_count());
+            // A roll writes the sealed segment's indexes beside the writer, off
+            // the append's path: they exist once that background work is done.
+            log.wait_background().await.unwrap();
             assert!(dir.join("00000000000000000000.index").exists());
             assert!(dir.join("00000000000000000000.timeindex").exists());
             assert_eq!(read_all(&log, 0).await, stored.concat());
