@@ -112,6 +112,20 @@ fio_ref() { # the disk's reference: preallocated (fallocate, as the broker does)
         "128k qd8 (as 8 partitions with one write in flight each):" \
         "preallocated $(fio_one 128k 8 --fallocate=native) MiB/s"
 }
+# The device's write latency at the rate e2e writes: 16 KiB O_DIRECT writes (about one
+# partition's batch at the half-peak rate) into preallocated space, 8 in flight (one per
+# partition), paced to RATE records/s of 100 B records (~110 bytes each as stored). An
+# acknowledgement, and so every e2e latency, waits for such a write.
+fio_clat() { # fio_clat RATE
+    local f=$OUT/fio.dat mib
+    mib=$(python3 -c "print(max(1, round($1 * 110 / 1048576)))")
+    rm -f "$f"
+    fio --name=clat --filename="$f" --size=1G --rw=write --bs=16k --direct=1 --ioengine=io_uring \
+        --iodepth=8 --fallocate=native --rate="${mib}m" --time_based --runtime=5 \
+        --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; w=json.load(sys.stdin)["jobs"][0]["write"]; p=w["clat_ns"]["percentile"]; print("fio O_DIRECT 16k qd8 at %d MiB/s (the e2e write rate), completion latency p50 %.3f p99 %.3f p99.9 %.3f max %.3f ms" % (sys.argv[1] and int(sys.argv[1]), p["50.000000"]/1e6, p["99.000000"]/1e6, p["99.900000"]/1e6, w["clat_ns"]["max"]/1e6))' "$mib"
+    rm -f "$f"
+}
 iperf_ref() {
     iperf3 -s -1 -p $((PORT + 7)) -D
     sleep 0.3
@@ -186,6 +200,7 @@ done
 PEAK=$(python3 -c 'import json,sys,statistics; print(statistics.median(json.load(open(f))["results"][0]["records_per_s"] for f in sys.argv[1:]))' "$OUT"/p100-*.json)
 HALF=$(python3 -c "print(int($PEAK / 2))")
 echo "== e2e 100 B at half the produce peak: --rate $HALF"
+fio_clat "$HALF"
 for i in $(seq "$RUNS"); do
     e2e_run "e2e run $i" "e2e-$i" "$DURATION_S" 0
 done
