@@ -123,7 +123,7 @@ fio_clat() { # fio_clat RATE
     fio --name=clat --filename="$f" --size=1G --rw=write --bs=16k --direct=1 --ioengine=io_uring \
         --iodepth=8 --fallocate=native --rate="${mib}m" --time_based --runtime=5 \
         --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; w=json.load(sys.stdin)["jobs"][0]["write"]; p=w["clat_ns"]["percentile"]; print("fio O_DIRECT 16k qd8 at %d MiB/s (the e2e write rate), completion latency p50 %.3f p99 %.3f p99.9 %.3f max %.3f ms" % (sys.argv[1] and int(sys.argv[1]), p["50.000000"]/1e6, p["99.000000"]/1e6, p["99.900000"]/1e6, w["clat_ns"]["max"]/1e6))' "$mib"
+        python3 -c 'import json,sys; w=json.load(sys.stdin)["jobs"][0]["write"]; p=w["clat_ns"]["percentile"]; print("fio O_DIRECT 16k qd8 at %d MiB/s (the e2e write rate), completion latency p50 %.3f p99 %.3f p99.9 %.3f max %.3f ms" % (int(sys.argv[1]), p["50.000000"]/1e6, p["99.000000"]/1e6, p["99.900000"]/1e6, w["clat_ns"]["max"]/1e6))' "$mib"
     rm -f "$f"
 }
 iperf_ref() {

@@ -218,17 +218,13 @@ fn run_hiccup(args: &HiccupArgs) -> Result<()> {
     hiccup::run(clock, args.interval_us * 1000, end_ns, &stats);
     progress.stop();
     let summary = Summary::of(&stats, start.elapsed());
-    let h = &summary.latency_us;
-    let mut line = format!(
-        "hiccup: {} wake-ups due every {} µs in {:.2} s; lateness ms:",
+    println!(
+        "hiccup: {} wake-ups due every {} µs in {:.2} s; lateness ms:{}",
         summary.records,
         args.interval_us,
-        summary.elapsed.as_secs_f64()
+        summary.elapsed.as_secs_f64(),
+        summary.latency_ms_line()
     );
-    for (label, p) in Summary::PERCENTILES {
-        line += &format!(" {label} {:.3}", h.value_at_percentile(p) as f64 / 1000.0);
-    }
-    println!("{line} max {:.3}", h.max() as f64 / 1000.0);
     write_files(args.hgrm.as_ref(), args.json.as_ref(), &summary, || {
         serde_json::json!({
             "settings": { "interval_us": args.interval_us, "duration_s": args.duration_s },

@@ -300,8 +300,13 @@ impl Summary {
         if self.latency_us.is_empty() {
             return;
         }
+        println!("{} latency ms:{}", self.name, self.latency_ms_line());
+    }
+
+    /// The latency percentiles and max in ms, each as " label value".
+    pub fn latency_ms_line(&self) -> String {
         let h = &self.latency_us;
-        let mut line = format!("{} latency ms:", self.name);
+        let mut line = String::new();
         for (label, p) in Self::PERCENTILES {
             let _ = write!(
                 line,
@@ -310,7 +315,7 @@ impl Summary {
             );
         }
         let _ = write!(line, " max {:.3}", h.max() as f64 / 1000.0);
-        println!("{line}");
+        line
     }
 
     pub fn to_json(&self) -> serde_json::Value {

@@ -1856,10 +1856,11 @@ impl Reactor {
         // Sluice patches (see vendor/README.md). A sleep ends after `MAX_SLEEP` at
         // the latest (a backstop). A timer still armed in the kernel is kept rather than
         // cancelled and armed again on every call, which made two thirds of all
-        // submissions timeouts and their cancellations. The latency timer is kept
-        // while it expires no later than the one this call would arm (the preempt
-        // period when running, the sleep timer before sleeping): it then only fires
-        // early, which costs one spurious preemption or wake-up, never a late one.
+        // submissions timeouts and their cancellations. The latency (preempt) timer
+        // is kept while it expires no later than the preempt period this call would
+        // arm or, before a sleep, than the sleep's end: it then only fires early,
+        // which costs one spurious preemption or wake-up, never a late one. An idle
+        // executor (`BUSY_WINDOW`) cancels it before it parks, so that it sleeps on.
         // The throughput timer counts completions from when it was armed, so a kept
         // one fires after `ring_depth` completions however many calls they span,
         // instead of never under steady load.
@@ -1867,15 +1868,16 @@ impl Reactor {
         if woke > 0 {
             self.last_event.set(now);
         }
-        let idle = now.duration_since(self.last_event.get()) >= BUSY_WINDOW;
+        let parking_idle = preempt_timer().is_none()
+            && now.duration_since(self.last_event.get()) >= BUSY_WINDOW;
         let sleep_timer = user_timer.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP));
         let wanted = preempt_timer().unwrap_or(sleep_timer);
-        let keep_latency_timer = is_armed(&self.latency_preemption_timeout_src)
+        let keep_latency_timer = !parking_idle
+            && is_armed(&self.latency_preemption_timeout_src)
             && self
                 .latency_preemption_deadline
                 .get()
-                .is_some_and(|deadline| deadline <= now + wanted)
-            && !(preempt_timer().is_none() && idle);
+                .is_some_and(|deadline| deadline <= now + wanted);
         if !keep_latency_timer {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_preemption_deadline.set(None);
